@@ -1,0 +1,41 @@
+"""Prompt templates shared by evaluation (analysis.generate), the reference trainer and the lm-eval tasks.
+
+One place decides how a question becomes a prompt, so training and evaluation of a cell always agree.
+
+Templates
+---------
+qwen_math_cot  Qwen2.5-Math chain-of-thought chat format (the field's convention for Qwen2.5-Math; the paper's setup):
+               system "Please reason step by step, and put your final answer within \\boxed{}."
+chat           the tokenizer's own chat template with the same system instruction (e.g. SmolLM2-Instruct)
+plain          "{question}=" for the char-level tiny model trained from scratch on arithmetic; the answer follows "="
+"""
+
+from __future__ import annotations
+
+SYSTEM_COT = "Please reason step by step, and put your final answer within \\boxed{}."
+
+QWEN_MATH_COT = (
+    "<|im_start|>system\n" + SYSTEM_COT + "<|im_end|>\n"
+    "<|im_start|>user\n{question}<|im_end|>\n"
+    "<|im_start|>assistant\n"
+)
+
+TEMPLATES = ("qwen_math_cot", "chat", "plain")
+
+
+def format_prompt(question: str, template: str = "qwen_math_cot", tokenizer=None) -> str:
+    """Return the prompt string for one question.
+
+    ``chat`` needs a tokenizer with a chat template; the other templates need none.
+    Raises ValueError for an unknown template or a ``chat`` request without a usable tokenizer.
+    """
+    if template == "qwen_math_cot":
+        return QWEN_MATH_COT.replace("{question}", question)
+    if template == "plain":
+        return f"{question}="
+    if template == "chat":
+        if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+            raise ValueError("template 'chat' needs a tokenizer with a chat_template; use 'qwen_math_cot' or 'plain'")
+        messages = [{"role": "system", "content": SYSTEM_COT}, {"role": "user", "content": question}]
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    raise ValueError(f"unknown prompt template {template!r}; expected one of {', '.join(TEMPLATES)}")

@@ -1,0 +1,515 @@
+"""Gradient-weight estimators for Pass@k / Max@k policy optimisation: RSPO and its peers, behind one registry.
+
+Every estimator maps the rewards of a batch of prompt groups to one weight per response::
+
+    weights = get_estimator(name).fn(rewards, k=k, **hyperparameters)
+    rewards: Tensor (P, n)   P prompts, n sampled responses each (any real dtype; computed in float64 inside)
+    weights: Tensor (P, n)   same device; same dtype as ``rewards`` when it is floating, else float32
+
+The weights multiply each response's sequence log-likelihood gradient,
+``loss = -(1/(P n)) sum_{p,i} w_{p,i} log pi(y_{p,i})``.
+
+Scale convention (tested by exact enumeration in tests/estimators): for every estimator whose ``unbiased`` flag is set,
+with y_1..y_n drawn iid from the policy,
+
+    E[(1/n) sum_i w_i grad log pi(y_i)] = grad J_k,     J_k = E[max(R(y_1), ..., R(y_k))]
+
+(Pass@k for 0/1 rewards). Key identity behind RSPO (Theorem C.4; equal to PKPO's s^(loo-1) times n):
+
+    w_i = k * E_T[(R_i - max T)^+],  T a uniformly random (k-1)-subset of the other n-1 responses
+        = k / C(n-1, k-1) * sum_{j <= c_<[i]} (R_i - R_(j)) C(j-1, k-2)      (R_(j) ascending, k >= 2)
+
+No estimator loops over prompts in Python; binomial ratios are computed with log-gamma in float64, so n up to 4096 and
+any 1 <= k <= n stay finite. The Max@k estimators sort each group once: O(n log n) per group instead of the O(n^2 k) of
+the paper's Algorithm 2.
+
+Names (see ../shared/DESIGN.md "Estimators"): pg, grpo, baseline, rspo_pass, rspo_pass_plugin, rspo_max,
+rspo_max_sorted, rspo_max_plugin, pkpo_s, pkpo_sloo, passk_chen, grpo_passk, rs_grpo.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Callable
+
+import torch
+
+__all__ = [
+    "Estimator",
+    "EstimatorSpec",
+    "ESTIMATORS",
+    "register_estimator",
+    "get_estimator",
+    "compute_weights",
+    "check_estimator_args",
+    "k_schedule",
+    "K_SCHEDULES",
+]
+
+
+class Estimator(str, Enum):
+    """The registered estimator names (a str enum: catches spelling mistakes at the call site)."""
+
+    PG = "pg"
+    GRPO = "grpo"
+    BASELINE = "baseline"
+    RSPO_PASS = "rspo_pass"
+    RSPO_PASS_PLUGIN = "rspo_pass_plugin"
+    RSPO_MAX = "rspo_max"
+    RSPO_MAX_SORTED = "rspo_max_sorted"
+    RSPO_MAX_PLUGIN = "rspo_max_plugin"
+    PKPO_S = "pkpo_s"
+    PKPO_SLOO = "pkpo_sloo"
+    PASSK_CHEN = "passk_chen"
+    GRPO_PASSK = "grpo_passk"
+    RS_GRPO = "rs_grpo"
+
+
+@dataclass(frozen=True)
+class EstimatorSpec:
+    """Metadata of one estimator, kept next to its function.
+
+    fn            validated estimator: fn(rewards (P, n), *, k, **hp) -> weights (P, n)
+    raw_fn        the undecorated function (no input checks; for benchmarks)
+    unbiased      E[(1/n) sum_i w_i grad log pi(y_i)] = grad J_k for every valid k
+    unbiased_at_k1  unbiased for grad J_1 = grad E[R] (policy gradient)
+    binary_only   rewards must be 0/1
+    k_divides_n   k must divide n (the block baseline)
+    uses_k        the weights depend on k
+    min_n         smallest group size accepted (2 where a leave-one-out or a std is needed)
+    n_minus_k     smallest allowed n - k (0: n >= k; 1: n > k for a leave-one-out over k-subsets); None: k > n allowed
+    hyperparameters  names and defaults of the keyword hyperparameters besides k
+    """
+
+    name: str
+    fn: Callable[..., torch.Tensor]
+    raw_fn: Callable[..., torch.Tensor]
+    description: str
+    unbiased: bool
+    unbiased_at_k1: bool = True
+    binary_only: bool = False
+    k_divides_n: bool = False
+    uses_k: bool = True
+    min_n: int = 1
+    n_minus_k: int | None = 0
+    hyperparameters: dict = field(default_factory=dict)
+
+    def unbiased_for(self, k: int) -> bool:
+        """Whether the registry guarantees unbiasedness for grad J_k at this k."""
+        return self.unbiased or (k == 1 and self.unbiased_at_k1)
+
+
+ESTIMATORS: dict[str, EstimatorSpec] = {}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# validation
+
+
+def _is_binary(r: torch.Tensor) -> bool:
+    return bool(((r == 0) | (r == 1)).all())
+
+
+def check_estimator_args(
+    name: str,
+    *,
+    n: int,
+    k: int,
+    binary_rewards: bool | None = None,
+    k_schedule: str = "constant",
+    **hyperparameters,
+) -> EstimatorSpec:
+    """Check (name, n, k, reward kind, schedule, hyperparameters) without any tensor; return the spec.
+
+    Raises ValueError naming the bad value and what was expected. ``binary_rewards=False`` declares a non-binary reward
+    (e.g. the length-penalised max reward); None means unknown (checked later on the actual tensor).
+    """
+    spec = get_estimator(name)
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise ValueError(f"{name}: k must be an int >= 1, got {k!r}")
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise ValueError(f"{name}: n must be an int, got {n!r}")
+    if k < 1:
+        raise ValueError(f"{name}: k must be >= 1, got k={k}")
+    if n < spec.min_n:
+        raise ValueError(f"{name}: needs at least n={spec.min_n} responses per prompt (leave-one-out/std), got n={n}")
+    if spec.uses_k and spec.n_minus_k is not None and n - k < spec.n_minus_k:
+        need = "n > k" if spec.n_minus_k == 1 else "n >= k"
+        raise ValueError(f"{name}: needs {need} responses per prompt, got k={k} > n={n}" if k > n else
+                         f"{name}: needs {need} responses per prompt, got k={k}, n={n}")
+    if spec.k_divides_n and n % k != 0:
+        raise ValueError(f"{name}: k must divide n (groups are consecutive blocks of size k), got k={k}, n={n}")
+    if spec.binary_only and binary_rewards is False:
+        raise ValueError(f"{name}: requires binary 0/1 rewards (Pass@k); use a Max@k estimator for non-binary rewards")
+    if k_schedule not in K_SCHEDULES:
+        raise ValueError(f"unknown k schedule {k_schedule!r}; expected one of {', '.join(K_SCHEDULES)}")
+    if k_schedule != "constant" and spec.k_divides_n:
+        raise ValueError(f"{name}: k must divide n at every step, so only the 'constant' k schedule is allowed, "
+                         f"got {k_schedule!r}")
+    unknown = set(hyperparameters) - set(spec.hyperparameters)
+    if unknown:
+        allowed = ", ".join(sorted(spec.hyperparameters)) or "none"
+        raise ValueError(f"{name}: unknown hyperparameter(s) {', '.join(sorted(unknown))}; allowed: {allowed}")
+    return spec
+
+
+def _validate(spec_name: str, rewards: torch.Tensor, k: int, hp: dict) -> None:
+    if not isinstance(rewards, torch.Tensor):
+        raise ValueError(f"{spec_name}: rewards must be a torch.Tensor of shape (P, n), got {type(rewards).__name__}")
+    if rewards.dim() != 2:
+        raise ValueError(f"{spec_name}: rewards must have rank 2, shape (P, n), got shape {tuple(rewards.shape)}")
+    if rewards.is_complex():
+        raise ValueError(f"{spec_name}: rewards must be real, got dtype {rewards.dtype}")
+    if rewards.is_floating_point() and not bool(torch.isfinite(rewards).all()):
+        bad = rewards[~torch.isfinite(rewards)].flatten()[0].item()
+        raise ValueError(f"{spec_name}: rewards must be finite, got {bad}")
+    spec = check_estimator_args(spec_name, n=int(rewards.shape[1]), k=k, **hp)
+    if spec.binary_only and rewards.numel() and not _is_binary(rewards):
+        bad = rewards[~((rewards == 0) | (rewards == 1))].flatten()[0].item()
+        raise ValueError(f"{spec_name}: requires binary 0/1 rewards, got value {bad}")
+
+
+def register_estimator(
+    name: str | Estimator,
+    *,
+    description: str,
+    unbiased: bool,
+    unbiased_at_k1: bool = True,
+    binary_only: bool = False,
+    k_divides_n: bool = False,
+    uses_k: bool = True,
+    min_n: int = 1,
+    n_minus_k: int | None = 0,
+    hyperparameters: dict | None = None,
+):
+    """Decorator: register ``fn(rewards64 (P, n), *, k, **hp) -> weights64 (P, n)`` under ``name``.
+
+    The registered (and returned) function validates its inputs, converts to float64, calls ``fn`` without gradients,
+    and casts back. Registering a different function under a taken name raises ValueError.
+    """
+    key = Estimator(name).value  # ValueError for names outside the enum
+
+    def decorator(raw: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        if key in ESTIMATORS and ESTIMATORS[key].raw_fn is not raw:
+            raise ValueError(f"estimator {key!r} is already registered by {ESTIMATORS[key].raw_fn.__qualname__}")
+        defaults = dict(hyperparameters or {})
+
+        @functools.wraps(raw)
+        def fn(rewards: torch.Tensor, *, k: int, **hp) -> torch.Tensor:
+            _validate(key, rewards, k, hp)
+            out_dtype = rewards.dtype if rewards.is_floating_point() else torch.float32
+            with torch.no_grad():
+                r64 = rewards.detach().to(torch.float64)
+                if r64.shape[0] == 0:
+                    return torch.zeros_like(r64, dtype=out_dtype)
+                w = raw(r64, k=k, **{**defaults, **hp})
+            return w.to(out_dtype)
+
+        ESTIMATORS[key] = EstimatorSpec(
+            name=key, fn=fn, raw_fn=raw, description=description, unbiased=unbiased, unbiased_at_k1=unbiased_at_k1,
+            binary_only=binary_only, k_divides_n=k_divides_n, uses_k=uses_k, min_n=min_n,
+            n_minus_k=n_minus_k if uses_k else None, hyperparameters=defaults,
+        )
+        return fn
+
+    return decorator
+
+
+def get_estimator(name: str | Estimator) -> EstimatorSpec:
+    """The spec registered under ``name``; ValueError listing the valid names otherwise."""
+    key = name.value if isinstance(name, Estimator) else name
+    if key not in ESTIMATORS:
+        raise ValueError(f"unknown estimator {name!r}; valid names: {', '.join(ESTIMATORS)}")
+    return ESTIMATORS[key]
+
+
+def compute_weights(name: str, rewards: torch.Tensor, k: int, **hyperparameters) -> torch.Tensor:
+    """Weights (P, n) of estimator ``name`` for ``rewards`` (P, n): the one dispatch point trainers call."""
+    return get_estimator(name).fn(rewards, k=k, **hyperparameters)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# combinatorics in log space
+
+
+def _log_comb(a: torch.Tensor, b: int | torch.Tensor) -> torch.Tensor:
+    """log C(a, b) elementwise in float64; -inf where b < 0 or b > a (C = 0). a, b: integer-valued."""
+    a = torch.as_tensor(a, dtype=torch.float64)
+    b = torch.as_tensor(b, dtype=torch.float64, device=a.device)
+    valid = (b >= 0) & (b <= a) & (a >= 0)
+    a_ = torch.where(valid, a, torch.zeros_like(a))
+    b_ = torch.where(valid, b, torch.zeros_like(b))
+    out = torch.lgamma(a_ + 1) - torch.lgamma(b_ + 1) - torch.lgamma(a_ - b_ + 1)
+    return torch.where(valid, out, torch.full_like(out, -math.inf))
+
+
+def _comb_ratio(a: torch.Tensor, b: int, c: int, d: int) -> torch.Tensor:
+    """C(a, b) / C(c, d) in float64 (0 where C(a, b) = 0); c, d scalars with C(c, d) > 0."""
+    return torch.exp(_log_comb(a, b) - _log_comb(torch.tensor(float(c), dtype=torch.float64, device=a.device), d))
+
+
+def _sorted(rewards: torch.Tensor):
+    """Stable ascending sort of each row: values (P, n), original indices (P, n)."""
+    return torch.sort(rewards, dim=1, stable=True)
+
+
+def _unsort(values_sorted: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Scatter per-position values back to the original response order."""
+    return torch.empty_like(values_sorted).scatter_(1, idx, values_sorted)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# risk-neutral estimators
+
+
+@register_estimator(Estimator.PG, unbiased=False, uses_k=False,
+                    description="REINFORCE without baseline: w_i = R_i (the k = 1 case of every k-method)")
+def pg(rewards: torch.Tensor, *, k: int) -> torch.Tensor:
+    """w_i = R_i. rewards (P, n) -> (P, n). Unbiased for grad E[R] (J_1)."""
+    return rewards.clone()
+
+
+@register_estimator(Estimator.GRPO, unbiased=False, unbiased_at_k1=False, uses_k=False, min_n=2,
+                    hyperparameters={"eps": 1e-9},
+                    description="GRPO / OpenRLHF group_norm: (R_i - mean) / (std + eps), unbiased std")
+def grpo(rewards: torch.Tensor, *, k: int, eps: float) -> torch.Tensor:
+    """w_i = (R_i - mean_j R_j) / (std_j R_j + eps), std with Bessel's correction as OpenRLHF's group_norm. (P, n)."""
+    mean = rewards.mean(dim=1, keepdim=True)
+    std = rewards.std(dim=1, keepdim=True, unbiased=True)
+    return (rewards - mean) / (std + eps)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Pass@k / Max@k: the paper's baseline and RSPO
+
+
+@register_estimator(Estimator.BASELINE, unbiased=True, k_divides_n=True,
+                    description="the 'hitchhiking' baseline: w_i = k * max of its block of k consecutive responses")
+def baseline(rewards: torch.Tensor, *, k: int) -> torch.Tensor:
+    """Split each group into n/k consecutive blocks of size k; every response gets k * max(block).
+
+    Unbiased: each block is an iid k-sample, and grad J_k = E[max(R_1..R_k) sum_i grad log pi(y_i)]; with n/k blocks
+    the (1/n) convention gives the factor k. (P, n) -> (P, n).
+    """
+    P, n = rewards.shape
+    block_max = rewards.view(P, n // k, k).amax(dim=2, keepdim=True)
+    return (k * block_max).expand(P, n // k, k).reshape(P, n).clone()
+
+
+@register_estimator(Estimator.RSPO_PASS, unbiased=True, binary_only=True,
+                    description="RSPO Pass@k (Theorem 4.3): w_i = k C(n-c, k-1) / C(n-1, k-1) R_i")
+def rspo_pass(rewards: torch.Tensor, *, k: int) -> torch.Tensor:
+    """w_i = k * C(n - c, k - 1) / C(n - 1, k - 1) * R_i, c = number of correct responses in the group.
+
+    C(n-c, k-1)/C(n-1, k-1) is the unbiased leave-one-out estimate of (1 - w)^(k-1) from the other n-1 responses when
+    y_i is correct (Theorem 4.3, with the normalisation the paper's Eq. 8 omits). rewards 0/1 (P, n) -> (P, n).
+    """
+    n = rewards.shape[1]
+    c = rewards.sum(dim=1, keepdim=True)  # (P, 1)
+    return k * _comb_ratio(n - c, k - 1, n - 1, k - 1) * rewards
+
+
+@register_estimator(Estimator.RSPO_PASS_PLUGIN, unbiased=False, binary_only=True, n_minus_k=None,
+                    description="RSPO Pass@k plug-in (Eq. 7): w_i = k (1 - c/n)^(k-1) R_i (biased)")
+def rspo_pass_plugin(rewards: torch.Tensor, *, k: int) -> torch.Tensor:
+    """w_i = k * (1 - c/n)^(k-1) * R_i with the plug-in success rate c/n (biased for k >= 2). (P, n) -> (P, n)."""
+    fail = 1.0 - rewards.mean(dim=1, keepdim=True)
+    return k * fail.pow(k - 1) * rewards
+
+
+def _rspo_max_from_counts(rs: torch.Tensor, below: torch.Tensor, k: int) -> torch.Tensor:
+    """Core of the Max@k weight on sorted rows.
+
+    rs: (P, n) ascending rewards; below: (P, n) int64, how many sorted positions count as 'below' each entry
+    (c_< for the exact estimator, the position for the sorted one). Returns weights (P, n) in sorted order:
+        w = k * sum_{j <= below} (R - R_(j)) b_j,   b_j = C(j-1, k-2) / C(n-1, k-1)   (j 1-indexed, k >= 2)
+    computed as k * (R * B[below] - RB[below]) with prefix sums B, RB of b_j and R_(j) b_j, after shifting each row by
+    its minimum (the weight is shift-invariant for k >= 2, and the shift removes most cancellation).
+    """
+    P, n = rs.shape
+    rs = rs - rs[:, :1]  # shift-invariant for k >= 2; makes every term non-negative
+    j = torch.arange(1, n + 1, dtype=torch.float64, device=rs.device)
+    b = _comb_ratio(j - 1, k - 2, n - 1, k - 1)  # (n,)
+    zero = torch.zeros(P, 1, dtype=torch.float64, device=rs.device)
+    B = torch.cat([zero[0], torch.cumsum(b, 0)]).expand(P, n + 1)  # B[c] = sum_{j <= c} b_j
+    RB = torch.cat([zero, torch.cumsum(rs * b, 1)], dim=1)  # (P, n + 1)
+    w = k * (rs * B.gather(1, below) - RB.gather(1, below))
+    return w.clamp_min(0.0)  # exact value is >= 0 (hockey-stick identity); this only removes rounding residue
+
+
+@register_estimator(Estimator.RSPO_MAX, unbiased=True,
+                    description="RSPO Max@k (Theorem C.4): k/C(n-1,k-1) [R_i C(c_<,k-1) - sum_{j<=c_<} R_(j) C(j-1,k-2)]")
+def rspo_max(rewards: torch.Tensor, *, k: int) -> torch.Tensor:
+    """Exact unbiased Max@k weight, ties included (Theorem C.4), O(n log n) per group.
+
+    w_i = k / C(n-1, k-1) * [R_i C(c_<[i], k-1) - sum_{j=1}^{c_<[i]} R_(j) C(j-1, k-2)],
+    R_(1) <= ... <= R_(n) ascending, c_<[i] = #{j : R_j < R_i}. Equivalently k E_T[(R_i - max T)^+] over the
+    (k-1)-subsets T of the other responses. Non-negative whatever the signs of R; zero for the k-1 lowest responses.
+    k = 1 gives R_i. (P, n) -> (P, n).
+    """
+    if k == 1:
+        return rewards.clone()
+    rs, idx = _sorted(rewards)
+    below = torch.searchsorted(rs.contiguous(), rs.contiguous(), right=False)  # c_<: strictly smaller count
+    return _unsort(_rspo_max_from_counts(rs, below, k), idx)
+
+
+@register_estimator(Estimator.RSPO_MAX_SORTED, unbiased=True,
+                    description="RSPO Max@k (Theorem 4.4): c_< replaced by the position in a stable ascending sort")
+def rspo_max_sorted(rewards: torch.Tensor, *, k: int) -> torch.Tensor:
+    """Theorem 4.4's form: w for sorted position p (1-indexed) uses p - 1 in place of c_<:
+
+    w_(p) = k / C(n-1, k-1) * [R_(p) C(p-1, k-1) - sum_{j<p} R_(j) C(j-1, k-2)].
+    Tied lower entries contribute (R_(p) - R_(j)) = 0, so this equals ``rspo_max`` also with ties. (P, n) -> (P, n).
+    """
+    if k == 1:
+        return rewards.clone()
+    rs, idx = _sorted(rewards)
+    P, n = rs.shape
+    pos = torch.arange(n, device=rs.device).expand(P, n)
+    return _unsort(_rspo_max_from_counts(rs, pos, k), idx)
+
+
+@register_estimator(Estimator.RSPO_MAX_PLUGIN, unbiased=False, n_minus_k=None,
+                    description="RSPO Max@k plug-in (Eq. 11): k [R_i P_<=(y_i)^(k-1) - (k-1) g(y_i)] (biased)")
+def rspo_max_plugin(rewards: torch.Tensor, *, k: int) -> torch.Tensor:
+    """Eq. 11: P_<=(y_i) = #{j: R_j <= R_i} / n,  g(y_i) = (1/n) sum_{j: R_j < R_i} R_j P_<=(y_j)^(k-2),
+    w_i = k [R_i P_<=(y_i)^(k-1) - (k-1) g(y_i)]. Biased plug-in version. (P, n) -> (P, n).
+    """
+    if k == 1:
+        return rewards.clone()
+    rs, idx = _sorted(rewards)
+    rs = rs.contiguous()
+    P, n = rs.shape
+    p_le = torch.searchsorted(rs, rs, right=True).to(torch.float64) / n  # (P, n) >= 1/n
+    below = torch.searchsorted(rs, rs, right=False)  # c_<
+    terms = rs * p_le.pow(k - 2)
+    G = torch.cat([torch.zeros(P, 1, dtype=torch.float64, device=rs.device), torch.cumsum(terms, 1)], 1) / n
+    w = k * (rs * p_le.pow(k - 1) - (k - 1) * G.gather(1, below))
+    return _unsort(w, idx)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# peers
+
+
+def _pkpo_s_sorted(rs: torch.Tensor, k: int) -> torch.Tensor:
+    """PKPO's s_i on sorted rows, times n. s_(p) = [R_(p) C(p-1, k-1) + sum_{j>p} R_(j) C(j-2, k-2)] / C(n, k)."""
+    P, n = rs.shape
+    j = torch.arange(1, n + 1, dtype=torch.float64, device=rs.device)
+    own = _comb_ratio(j - 1, k - 1, n, k)  # (n,): subsets where p itself is the max
+    other = _comb_ratio(j - 2, k - 2, n, k)  # (n,): subsets whose max sits at j > p
+    tail = torch.flip(torch.cumsum(torch.flip(rs * other, [1]), 1), [1])  # sum_{j >= p}
+    tail = torch.cat([tail[:, 1:], torch.zeros(P, 1, dtype=torch.float64, device=rs.device)], 1)  # sum_{j > p}
+    return n * (rs * own + tail)
+
+
+@register_estimator(Estimator.PKPO_S, unbiased=True,
+                    description="PKPO s (Walder & Karkhanis 2025): n/C(n,k) sum_{S ∋ i, |S|=k} max(S)")
+def pkpo_s(rewards: torch.Tensor, *, k: int) -> torch.Tensor:
+    """w_i = n * s_i, s_i = (1/C(n,k)) sum over k-subsets S containing i of max(S) (no baseline). (P, n) -> (P, n)."""
+    rs, idx = _sorted(rewards)
+    return _unsort(_pkpo_s_sorted(rs, k), idx)
+
+
+@register_estimator(Estimator.PKPO_SLOO, unbiased=True, min_n=2, n_minus_k=1,
+                    description="PKPO s^loo: n (s_i - (k/n) rho_{-i}), rho_{-i} = max@k estimate from the others")
+def pkpo_sloo(rewards: torch.Tensor, *, k: int) -> torch.Tensor:
+    """w_i = n * (s_i - (k/n) * rho_{-i}) with rho_{-i} the unbiased max@k estimate from the other n-1 responses:
+
+    rho_{-(p)} = [sum_{j<p} R_(j) C(j-1, k-1) + sum_{j>p} R_(j) C(j-2, k-1)] / C(n-1, k)   (needs n > k).
+    (P, n) -> (P, n).
+    """
+    rs, idx = _sorted(rewards)
+    P, n = rs.shape
+    j = torch.arange(1, n + 1, dtype=torch.float64, device=rs.device)
+    lo = _comb_ratio(j - 1, k - 1, n - 1, k)
+    hi = _comb_ratio(j - 2, k - 1, n - 1, k)
+    zero = torch.zeros(P, 1, dtype=torch.float64, device=rs.device)
+    head = torch.cat([zero, torch.cumsum(rs * lo, 1)[:, :-1]], 1)  # sum_{j < p}
+    tail = torch.flip(torch.cumsum(torch.flip(rs * hi, [1]), 1), [1])
+    tail = torch.cat([tail[:, 1:], zero], 1)  # sum_{j > p}
+    rho = head + tail
+    return _unsort(_pkpo_s_sorted(rs, k) - k * rho, idx)
+
+
+@register_estimator(Estimator.PASSK_CHEN, unbiased=False, unbiased_at_k1=False, binary_only=True, min_n=2,
+                    description="Chen et al. 2025 analytic Pass@k advantage (binary rewards)")
+def passk_chen(rewards: torch.Tensor, *, k: int) -> torch.Tensor:
+    """Pass@k Training (Chen et al., arXiv 2508.10751), per group with c correct, n_neg = n - c:
+
+    rho = 1 - C(n_neg, k)/C(n, k),  sigma = sqrt(rho (1 - rho)),
+    A_pos = (1 - rho) / sigma,  A_neg = (1 - rho - C(n_neg - 1, k - 1)/C(n - 1, k - 1)) / sigma,
+    and 0 for the whole group when sigma = 0 (all correct or all wrong). (P, n) 0/1 -> (P, n).
+    """
+    n = rewards.shape[1]
+    n_neg = n - rewards.sum(dim=1, keepdim=True)
+    rho = 1.0 - _comb_ratio(n_neg, k, n, k)
+    sigma = torch.sqrt((rho * (1.0 - rho)).clamp_min(0.0))
+    a_pos = 1.0 - rho
+    a_neg = 1.0 - rho - _comb_ratio(n_neg - 1, k - 1, n - 1, k - 1)
+    ok = sigma > 1e-12
+    safe = torch.where(ok, sigma, torch.ones_like(sigma))
+    w = torch.where(rewards > 0.5, a_pos, a_neg) / safe
+    return torch.where(ok, w, torch.zeros_like(w))
+
+
+@register_estimator(Estimator.GRPO_PASSK, unbiased=False, unbiased_at_k1=False, uses_k=False, min_n=2,
+                    hyperparameters={"norm_by_std": False, "eps": 1e-6},
+                    description="verl grpo_passk (Tang et al.): the best response gets r_max - r_2nd, others 0")
+def grpo_passk(rewards: torch.Tensor, *, k: int, norm_by_std: bool, eps: float) -> torch.Tensor:
+    """w = r_max - r_2nd for the first argmax of each group, 0 elsewhere; optionally divided by (group std + eps).
+
+    Equals RSPO's Max@k weight at k = n divided by n. (P, n) -> (P, n).
+    """
+    top2 = torch.topk(rewards, 2, dim=1).values  # (P, 2)
+    gap = (top2[:, :1] - top2[:, 1:])  # (P, 1)
+    if norm_by_std:
+        gap = gap / (rewards.std(dim=1, keepdim=True, unbiased=True) + eps)
+    w = torch.zeros_like(rewards)
+    return w.scatter_(1, rewards.argmax(dim=1, keepdim=True), gap)
+
+
+@register_estimator(Estimator.RS_GRPO, unbiased=False, unbiased_at_k1=False, uses_k=False,
+                    hyperparameters={"beta": 2.0},
+                    description="RS-GRPO (Jiang et al. 2025): (1/beta)(exp(beta R_i) / mean_j exp(beta R_j) - 1)")
+def rs_grpo(rewards: torch.Tensor, *, k: int, beta: float) -> torch.Tensor:
+    """w_i = (1/beta) (exp(beta R_i) / mean_j exp(beta R_j) - 1), computed with the row max subtracted. (P, n)."""
+    if not beta > 0:
+        raise ValueError(f"rs_grpo: beta must be > 0, got {beta}")
+    z = beta * (rewards - rewards.amax(dim=1, keepdim=True))
+    e = torch.exp(z)
+    return (e / e.mean(dim=1, keepdim=True) - 1.0) / beta
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# k schedules (PKPO's k annealing)
+
+K_SCHEDULES = ("constant", "linear", "cosine")
+
+
+def k_schedule(kind: str, k0: int, step: int, total_steps: int) -> int:
+    """The training k at ``step`` (0-indexed) of ``total_steps``.
+
+    constant: k0.  linear: k0 -> 1 linearly over training.  cosine: 1 + (k0 - 1) * (1 + cos(pi t)) / 2.
+    t = step / (total_steps - 1) in [0, 1]; the result is rounded to the nearest int in [1, k0].
+    """
+    if kind not in K_SCHEDULES:
+        raise ValueError(f"unknown k schedule {kind!r}; expected one of {', '.join(K_SCHEDULES)}")
+    if isinstance(k0, bool) or not isinstance(k0, int) or k0 < 1:
+        raise ValueError(f"k0 must be an int >= 1, got {k0!r}")
+    if total_steps < 1:
+        raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+    if not 0 <= step < total_steps:
+        raise ValueError(f"step must be in [0, {total_steps}), got {step}")
+    if kind == "constant" or total_steps == 1:
+        return k0
+    t = step / (total_steps - 1)
+    if kind == "linear":
+        k = k0 + (1 - k0) * t
+    else:
+        k = 1 + (k0 - 1) * 0.5 * (1 + math.cos(math.pi * t))
+    return int(min(max(round(k), 1), k0))
