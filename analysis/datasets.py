@@ -1,0 +1,601 @@
+"""Benchmark registry, HF loaders, synthetic arithmetic, and freezing everything to JSONL.
+
+Every data set the workflow uses becomes one JSONL file of rows ``{id, question, answer, meta}``:
+
+* ``id``       unique string, ``"{benchmark}-{index:04d}"`` in load order (configs concatenated in registry order);
+* ``question`` the problem text exactly as the data set gives it;
+* ``answer``   the gold answer as a string. Integral floats and integers with leading zeros are canonicalised
+               (``27.0`` / ``"27.0"`` -> ``"27"``, ``"033"`` -> ``"33"``) and the original value is kept in
+               ``meta.answer_raw`` — never silently;
+* ``meta``     everything else worth keeping (source id, config, subject, level, unit, ...).
+
+Run::
+
+    python -m analysis.datasets list
+    python -m analysis.datasets prepare math500 results/data/math500.jsonl
+    HF_TOKEN=hf_... python -m analysis.datasets prepare livemathbench results/data/livemathbench.jsonl
+    python -m analysis.datasets arithmetic --train train.jsonl --test test.jsonl --tiers add2 \\
+        --n-train 2000 --n-test 200 --seed 0
+
+Ids, fields and row counts come from research/evaluation.md; every loader checks the row count it got.
+The training set ``math_train`` is the 7,500 MATH *train* problems: MATH500 is drawn from MATH's test split,
+so the test split is never read here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import random
+import re
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+# ----------------------------------------------------------------------------------------------------------------------
+# JSONL I/O
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """Read a JSONL file into a list of dicts (blank lines skipped).
+
+    Raises ValueError naming the file and line number on a line that is not a JSON object.
+    """
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(
+                    f"{path}:{lineno}: not valid JSON ({exc.msg}); expected one JSON object per line"
+                ) from exc
+            if not isinstance(obj, dict):
+                raise ValueError(f"{path}:{lineno}: got a JSON {type(obj).__name__}; expected a JSON object per line")
+            rows.append(obj)
+    return rows
+
+
+def write_jsonl_atomic(path: str | os.PathLike, rows: Iterable[Mapping]) -> int:
+    """Write rows as JSONL to ``path`` atomically (temp file in the same folder + ``os.replace``).
+
+    Creates the parent folder. Returns the number of rows written. Non-ASCII text is kept as UTF-8.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    n = 0
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                n += 1
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return n
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Answer normalisation helpers
+
+_INT_FLOAT_RE = re.compile(r"^([+-]?\d+)\.0*$")  # "27.0", "27." -> integral
+_LEADING_ZERO_RE = re.compile(r"^([+-]?)0+(\d+)$")  # "033" -> "33"
+
+
+def answer_to_str(value: Any) -> tuple[str, Any]:
+    """Gold answer -> (canonical string, original value or None if unchanged).
+
+    * ``str``: stripped; ``"27.0"`` -> ``"27"``; ``"033"`` -> ``"33"`` (AIME style); anything else kept as is.
+    * ``int`` -> ``str(int)``; integral ``float`` -> integer string; other floats -> ``repr`` (shortest round-trip).
+    * ``bool``/``None``/containers -> ValueError (a gold answer must be a scalar; lists are handled by the loader).
+
+    The second element is the original value whenever the string differs from ``str(value)``, so callers can store
+    it in ``meta.answer_raw``.
+    """
+    if isinstance(value, bool) or value is None or isinstance(value, (list, tuple, dict)):
+        raise ValueError(f"gold answer {value!r} has type {type(value).__name__}; expected a string or a number")
+    if isinstance(value, int):
+        return str(value), None
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"gold answer {value!r} is not finite; expected a finite number")
+        if value.is_integer():
+            return str(int(value)), value
+        return repr(value), None
+    if not isinstance(value, str):
+        raise ValueError(f"gold answer {value!r} has type {type(value).__name__}; expected a string or a number")
+    s = value.strip()
+    m = _INT_FLOAT_RE.match(s)
+    if m:
+        s = m.group(1)
+    m = _LEADING_ZERO_RE.match(s)
+    if m:
+        s = m.group(1) + m.group(2)
+    if s.startswith("+"):
+        s = s[1:] if s[1:].isdigit() else s
+    return s, (None if s == value else value)
+
+
+def strip_math_delimiters(s: str) -> str:
+    """Remove one pair of enclosing ``$...$`` / ``$$...$$`` / ``\\(...\\)`` / ``\\[...\\]`` around a whole answer."""
+    t = s.strip()
+    for left, right in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
+        if len(t) > len(left) + len(right) and t.startswith(left) and t.endswith(right):
+            inner = t[len(left) : len(t) - len(right)]
+            if left == "$" and "$" in inner:  # "$a$ and $b$": not one enclosing pair
+                continue
+            return inner.strip()
+    return t
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last ``\\boxed{...}`` (or ``\\fbox{...}``) in ``text``, with balanced-brace parsing.
+
+    ``\\boxed{\\frac{1}{2}}`` -> ``\\frac{1}{2}``; the brace-less form ``\\boxed 5`` -> ``5``. Returns None when there
+    is no box or its braces never close.
+    """
+    best = None
+    for m in re.finditer(r"\\(?:boxed|fbox)\b", text):
+        best = m
+    if best is None:
+        return None
+    i = best.end()
+    n = len(text)
+    while i < n and text[i] == " ":
+        i += 1
+    if i < n and text[i] != "{":
+        # "\boxed 5" / "\boxed 5.": one token up to whitespace or "$"
+        m = re.match(r"[^\s$]+", text[i:])
+        return m.group(0).rstrip(".") if m else None
+    if i >= n:
+        return None
+    depth = 0
+    j = i
+    while j < n:
+        c = text[j]
+        if c == "\\":  # a LaTeX escape such as \{ or \\: skip the escaped character
+            j += 2
+            continue
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                return text[i + 1 : j]
+        j += 1
+    return None
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Row normalisers: raw dataset row -> (question, answer, meta). One per schema.
+
+
+def _scalar_row(question_field: str, answer_field: str, keep: tuple[str, ...] = ()) -> Callable[[dict], tuple]:
+    """Normaliser for schemas with a plain question field and a scalar answer field."""
+
+    def normalise(raw: dict) -> tuple[str, str, dict]:
+        question = _require(raw, question_field)
+        answer, original = answer_to_str(_require(raw, answer_field))
+        meta = {k: raw[k] for k in keep if k in raw and raw[k] is not None}
+        if original is not None:
+            meta["answer_raw"] = original
+        return question, answer, meta
+
+    normalise.__doc__ = f"question <- {question_field!r}, answer <- {answer_field!r} (canonicalised), meta <- {keep}"
+    return normalise
+
+
+def _olympiad_row(raw: dict) -> tuple[str, str, dict]:
+    """OlympiadBench: ``final_answer`` is a list of strings (``$...$`` wrapped); join with ", ".
+
+    meta: ``final_answer`` (the raw list), ``multiple_answer`` (the data set's ``is_multiple_answer`` or len > 1),
+    ``unit``, ``answer_type``, ``subfield``, ``source_id``. The unit is NOT appended to the answer.
+    """
+    question = _require(raw, "question")
+    final = _require(raw, "final_answer")
+    if isinstance(final, str):
+        final = [final]
+    if not isinstance(final, (list, tuple)) or not final:
+        raise ValueError(f"OlympiadBench final_answer {final!r}: expected a non-empty list of strings")
+    parts = [answer_to_str(strip_math_delimiters(str(a)))[0] for a in final]
+    meta = {
+        "final_answer": list(final),
+        "multiple_answer": bool(raw.get("is_multiple_answer")) or len(final) > 1,
+        "unit": raw.get("unit") or None,
+        "answer_type": raw.get("answer_type"),
+    }
+    for k in ("subfield", "id"):
+        if raw.get(k) is not None:
+            meta["source_id" if k == "id" else k] = raw[k]
+    return question, ", ".join(parts), meta
+
+
+def _math_train_row(raw: dict) -> tuple[str, str, dict]:
+    """MATH train: answer = content of the last ``\\boxed{}`` of ``solution`` (balanced braces).
+
+    meta: level, type (subject), solution (kept: the contamination audit and SFT-style uses need it).
+    Raises ValueError when the solution has no box.
+    """
+    question = _require(raw, "problem")
+    solution = _require(raw, "solution")
+    answer = last_boxed(solution)
+    if answer is None or not answer.strip():
+        raise ValueError(f"MATH solution has no \\boxed{{}} answer: {solution[-120:]!r}")
+    meta = {"level": raw.get("level"), "type": raw.get("type"), "solution": solution}
+    return question, answer.strip(), meta
+
+
+def _require(raw: Mapping, key: str) -> Any:
+    if key not in raw or raw[key] is None or (isinstance(raw[key], str) and not raw[key].strip()):
+        raise ValueError(f"raw row lacks a non-empty {key!r} field (has {sorted(raw)}); expected the data set's schema")
+    return raw[key]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Registry
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    """One data set on the HF hub and how to freeze it.
+
+    ``configs``: HF config names, loaded in order and concatenated (``[None]`` = the default config).
+    ``expected_rows``: rows the loader must produce (None = not known in advance; the count is logged).
+    ``normaliser``: raw row -> (question, answer, meta).
+    """
+
+    name: str
+    hf_id: str
+    configs: list[str | None]
+    split: str
+    question_field: str
+    answer_field: str
+    expected_rows: int | None
+    gated: bool = False
+    normaliser: Callable[[dict], tuple[str, str, dict]] = field(default=None, repr=False)  # type: ignore[assignment]
+    is_train: bool = False
+    note: str = ""
+
+
+MATH_SUBJECTS = [
+    "algebra",
+    "counting_and_probability",
+    "geometry",
+    "intermediate_algebra",
+    "number_theory",
+    "prealgebra",
+    "precalculus",
+]
+
+BENCHMARKS: dict[str, BenchmarkSpec] = {
+    s.name: s
+    for s in [
+        BenchmarkSpec("aime24", "HuggingFaceH4/aime_2024", [None], "train", "problem", "answer", 30,
+                      normaliser=_scalar_row("problem", "answer", ("id", "year", "url"))),
+        BenchmarkSpec("amc23", "math-ai/amc23", [None], "test", "question", "answer", 40,
+                      normaliser=_scalar_row("question", "answer", ("id", "url")),
+                      note="answers like '27.0' are canonicalised to '27' (original in meta.answer_raw)"),
+        BenchmarkSpec("math500", "HuggingFaceH4/MATH-500", [None], "test", "problem", "answer", 500,
+                      normaliser=_scalar_row("problem", "answer", ("unique_id", "subject", "level"))),
+        BenchmarkSpec("minerva", "math-ai/minervamath", [None], "test", "question", "answer", 272,
+                      normaliser=_scalar_row("question", "answer", ("idx", "id")),
+                      note="the 272-problem Minerva/OCW set, not lm-eval's minerva_math (which is MATH)"),
+        BenchmarkSpec("olympiadbench", "Hothan/OlympiadBench", ["OE_TO_maths_en_COMP"], "train", "question",
+                      "final_answer", 675, normaliser=_olympiad_row,
+                      note="final_answer list joined with ', '; unit in meta.unit"),
+        BenchmarkSpec("aime25", "opencompass/AIME2025", ["AIME2025-I", "AIME2025-II"], "test", "question", "answer",
+                      30, normaliser=_scalar_row("question", "answer", ())),
+        BenchmarkSpec("livemathbench", "opencompass/LiveMathBench", ["v202505_all_en"], "test", "question", "answer",
+                      None, gated=True, normaliser=_scalar_row("question", "answer", ("question_type",)),
+                      note="gated: accept the terms on the HF page and set HF_TOKEN; row count not known in advance"),
+        BenchmarkSpec("math_train", "EleutherAI/hendrycks_math", list(MATH_SUBJECTS), "train", "problem", "solution",
+                      7500, normaliser=_math_train_row, is_train=True,
+                      note="MATH train split only (MATH500 comes from the test split); answer = last \\boxed{}"),
+    ]
+}
+
+EVAL_BENCHMARKS = [n for n, s in BENCHMARKS.items() if not s.is_train]
+
+
+class GatedDatasetError(ValueError):
+    """A gated HF data set was requested without an access token."""
+
+
+def get_spec(name: str) -> BenchmarkSpec:
+    """Registry lookup; ValueError listing the valid names."""
+    if name not in BENCHMARKS:
+        raise ValueError(f"unknown benchmark {name!r}; expected one of {', '.join(BENCHMARKS)}")
+    return BENCHMARKS[name]
+
+
+def resolve_token(spec: BenchmarkSpec, token: str | None) -> str | None:
+    """Token from the argument, else ``HF_TOKEN`` / ``HUGGING_FACE_HUB_TOKEN``; GatedDatasetError if gated and none."""
+    token = token or os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN") or None
+    if spec.gated and not token:
+        raise GatedDatasetError(
+            f"benchmark {spec.name!r} ({spec.hf_id}) is gated on the Hugging Face hub: accept its terms at "
+            f"https://huggingface.co/datasets/{spec.hf_id} while logged in, then set HF_TOKEN=<your token> "
+            f"(or pass --token) and rerun"
+        )
+    return token
+
+
+def load_raw(spec: BenchmarkSpec, token: str | None = None) -> list[tuple[str | None, dict]]:
+    """Download every config of ``spec`` with ``datasets.load_dataset``; returns ``[(config, raw_row), ...]``."""
+    import datasets  # heavy import, only when actually loading
+
+    out: list[tuple[str | None, dict]] = []
+    for config in spec.configs:
+        log.info("loading %s config=%s split=%s", spec.hf_id, config, spec.split)
+        ds = datasets.load_dataset(spec.hf_id, config, split=spec.split, token=token)
+        out.extend((config, dict(row)) for row in ds)
+    return out
+
+
+def _tag_raw(spec: BenchmarkSpec, raw: Iterable[dict] | Mapping[str, Iterable[dict]]) -> list[tuple[str | None, dict]]:
+    """Accept raw rows as an iterable of dicts, or a mapping {config: rows}; return [(config, row)]."""
+    if isinstance(raw, Mapping):
+        bad = [c for c in raw if c not in spec.configs]
+        if bad:
+            raise ValueError(f"raw configs {bad} not in {spec.name}'s configs {spec.configs}")
+        return [(c, dict(r)) for c in spec.configs if c in raw for r in raw[c]]
+    rows = []
+    for r in raw:
+        if not isinstance(r, Mapping):
+            raise ValueError(f"raw row {r!r} has type {type(r).__name__}; expected a dict in {spec.hf_id}'s schema")
+        rows.append((None, dict(r)))
+    return rows
+
+
+def normalise_rows(spec: BenchmarkSpec, tagged: list[tuple[str | None, dict]]) -> list[dict]:
+    """Raw rows -> ``{id, question, answer, meta}`` rows. ValueError naming the row index on a bad row."""
+    rows = []
+    for i, (config, raw) in enumerate(tagged):
+        try:
+            question, answer, meta = spec.normaliser(raw)
+        except ValueError as exc:
+            raise ValueError(f"{spec.name} row {i}: {exc}") from exc
+        if not answer:
+            raise ValueError(f"{spec.name} row {i}: empty gold answer; expected a non-empty string")
+        if config is not None and len(spec.configs) > 1:
+            meta = {"config": config, **meta}
+        rows.append({"id": f"{spec.name}-{i:04d}", "question": question, "answer": answer, "meta": meta})
+    return rows
+
+
+def check_count(spec: BenchmarkSpec, got: int, *, allow_mismatch: bool = False) -> None:
+    """ValueError (naming benchmark, got, expected) if ``got != spec.expected_rows``; a warning if allowed."""
+    if spec.expected_rows is None:
+        log.info("%s: %d rows (no expected count registered)", spec.name, got)
+        return
+    if got != spec.expected_rows:
+        msg = f"benchmark {spec.name!r} ({spec.hf_id}): got {got} rows, expected {spec.expected_rows}"
+        if not allow_mismatch:
+            raise ValueError(msg + " (pass --allow-count-mismatch / allow_count_mismatch=True to write anyway)")
+        log.warning("%s; writing anyway (allow_count_mismatch)", msg)
+
+
+def prepare(
+    name: str,
+    out_path: str | os.PathLike,
+    *,
+    raw: Iterable[dict] | Mapping[str, Iterable[dict]] | None = None,
+    token: str | None = None,
+    allow_count_mismatch: bool = False,
+) -> int:
+    """Freeze benchmark ``name`` to JSONL at ``out_path``; returns the number of rows written.
+
+    ``raw``: rows in the data set's own schema (an iterable, or a mapping config -> rows) instead of downloading —
+    how tests feed fixtures. Without it the rows come from ``datasets.load_dataset`` (for a gated set the token is
+    checked first: GatedDatasetError before any download). The row count is checked against ``expected_rows``
+    before anything is written; ids must be unique. The file is written atomically.
+    """
+    spec = get_spec(name)
+    if raw is None:
+        tok = resolve_token(spec, token)
+        tagged = load_raw(spec, tok)
+    else:
+        tagged = _tag_raw(spec, raw)
+    check_count(spec, len(tagged), allow_mismatch=allow_count_mismatch)
+    rows = normalise_rows(spec, tagged)
+    changed = sum("answer_raw" in r["meta"] for r in rows)
+    if changed:
+        log.info("%s: %d answers canonicalised (originals in meta.answer_raw)", name, changed)
+    n = write_jsonl_atomic(out_path, rows)
+    log.info("%s: wrote %d rows to %s", name, n, out_path)
+    return n
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Synthetic arithmetic (CPU configurations)
+
+_NAMES = ["tom", "ann", "sam", "mia", "ben", "eva", "max", "zoe"]
+_ITEMS = ["apples", "pears", "books", "coins", "pens", "cards", "balls", "shells"]
+
+
+def _space_binary(op: str, lo_a: int, hi_a: int, lo_b: int, hi_b: int, *, nonneg: bool = False) -> list[tuple]:
+    """All problems "a{op}b" for a in [lo_a, hi_a], b in [lo_b, hi_b]: list of (question, answer, meta)."""
+    fn = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}[op]
+    out = []
+    for a in range(lo_a, hi_a + 1):
+        for b in range(lo_b, hi_b + 1):
+            if nonneg and fn(a, b) < 0:
+                continue
+            out.append((f"{a}{op}{b}", str(fn(a, b)), {"a": a, "b": b, "op": op}))
+    return out
+
+
+def _space_word() -> list[tuple]:
+    """Short lowercase word problems (add / take away / groups of), numbers 1..9."""
+    out = []
+    for name in _NAMES:
+        for item in _ITEMS:
+            for a in range(1, 10):
+                for b in range(1, 10):
+                    out.append((f"{name} has {a} {item} and buys {b} more. how many {item}?", str(a + b),
+                                {"a": a, "b": b, "op": "+"}))
+                    if b <= a:
+                        out.append((f"{name} has {a} {item} and gives away {b}. how many {item} are left?",
+                                    str(a - b), {"a": a, "b": b, "op": "-"}))
+                    out.append((f"{name} has {a} bags with {b} {item} in each. how many {item}?", str(a * b),
+                                {"a": a, "b": b, "op": "*"}))
+    return out
+
+
+# tier -> (description, space builder). Spaces are small (<= ~20k) so they are materialised.
+TIERS: dict[str, tuple[str, Callable[[], list[tuple]]]] = {
+    "add1": ("1-digit addition a+b, a,b in 0..9 (100 problems)", lambda: _space_binary("+", 0, 9, 0, 9)),
+    "mul1": ("1-digit multiplication a*b, a,b in 0..9 (100 problems)", lambda: _space_binary("*", 0, 9, 0, 9)),
+    "add2": ("addition a+b, a,b in 0..99 (10,000 problems)", lambda: _space_binary("+", 0, 99, 0, 99)),
+    "sub2": ("subtraction a-b, 0 <= b <= a <= 99 (5,050 problems)",
+             lambda: _space_binary("-", 0, 99, 0, 99, nonneg=True)),
+    "word": ("lowercase word problems, + - * on 1..9", _space_word),
+}
+
+
+def _split_counts(total: int, k: int) -> list[int]:
+    """Split ``total`` into ``k`` near-equal parts, remainder to the first parts."""
+    return [total // k + (1 if i < total % k else 0) for i in range(k)]
+
+
+def make_arithmetic_rows(
+    *, tiers: list[str], n_train: int, n_test: int, seed: int
+) -> tuple[list[dict], list[dict]]:
+    """Deterministic synthetic train/test rows (no I/O). See :func:`make_arithmetic`."""
+    if isinstance(tiers, str):
+        tiers = [t for t in tiers.split(",") if t]
+    if not tiers:
+        raise ValueError("tiers is empty; expected at least one of " + ", ".join(TIERS))
+    bad = [t for t in tiers if t not in TIERS]
+    if bad:
+        raise ValueError(f"unknown arithmetic tier(s) {bad}; expected some of {', '.join(TIERS)}")
+    if len(set(tiers)) != len(tiers):
+        raise ValueError(f"tiers {tiers} has duplicates; expected distinct tier names")
+    if n_train < 0 or n_test < 0 or n_train + n_test == 0:
+        raise ValueError(f"n_train={n_train}, n_test={n_test}: expected non-negative sizes, not both zero")
+    tr_counts = _split_counts(n_train, len(tiers))
+    te_counts = _split_counts(n_test, len(tiers))
+    # Each tier's space minus the questions of the tiers before it ("3+4" is in add1 and add2): questions stay
+    # unique across tiers, so train/test are disjoint by question string over the whole file.
+    spaces, seen = {}, set()
+    for t in tiers:
+        spaces[t] = [p for p in TIERS[t][1]() if p[0] not in seen]
+        seen.update(p[0] for p in spaces[t])
+    for t, a, b in zip(tiers, tr_counts, te_counts):  # check all sizes before sampling anything
+        if a + b > len(spaces[t]):
+            raise ValueError(
+                f"tier {t!r} has only {len(spaces[t])} distinct problems; requested {a} train + {b} test = {a + b}"
+            )
+    train, test = [], []
+    for t, a, b in zip(tiers, tr_counts, te_counts):
+        rng = random.Random(f"rspo-arith:{seed}:{t}")  # str seeds are hashed with sha512: stable across runs
+        picks = rng.sample(range(len(spaces[t])), a + b)  # distinct indices -> distinct question strings
+        for dest, idxs in ((train, picks[:a]), (test, picks[a:])):
+            for i in idxs:
+                q, ans, meta = spaces[t][i]
+                dest.append({"question": q, "answer": ans, "meta": {"tier": t, **meta}})
+    for split, rows in (("train", train), ("test", test)):
+        random.Random(f"rspo-arith:{seed}:shuffle:{split}").shuffle(rows)
+        for j, row in enumerate(rows):
+            row["id"] = f"arith-{split}-{j:05d}"
+    overlap = {r["question"] for r in train} & {r["question"] for r in test}
+    if overlap:  # guaranteed empty by construction; kept as a cheap invariant check
+        raise RuntimeError(f"train/test overlap {sorted(overlap)[:5]}")
+    key_order = ("id", "question", "answer", "meta")
+    return ([{k: r[k] for k in key_order} for r in train], [{k: r[k] for k in key_order} for r in test])
+
+
+def make_arithmetic(
+    out_train: str | os.PathLike,
+    out_test: str | os.PathLike,
+    *,
+    tiers: list[str] | str,
+    n_train: int,
+    n_test: int,
+    seed: int,
+) -> tuple[int, int]:
+    """Write synthetic arithmetic train/test JSONL sets, deterministic from ``seed``.
+
+    ``n_train`` / ``n_test`` are totals, split as evenly as possible over ``tiers`` (remainder to the first tiers).
+    Train and test are disjoint by question string (sampled without replacement from each tier's problem space; a
+    question shared by two tiers, e.g. "3+4" in add1 and add2, belongs to the first tier listed); ValueError if a
+    tier's space is smaller than its train + test share. Questions look like ``"12+7"``/``"3*4"``
+    (no spaces, no "=": the ``plain`` prompt template appends "="); answers are integer strings; ``meta.tier``.
+    Returns (train rows, test rows).
+    """
+    train, test = make_arithmetic_rows(tiers=tiers, n_train=n_train, n_test=n_test, seed=seed)
+    write_jsonl_atomic(out_train, train)
+    write_jsonl_atomic(out_test, test)
+    log.info("arithmetic seed=%d tiers=%s: %d train -> %s, %d test -> %s", seed, tiers, len(train), out_train,
+             len(test), out_test)
+    return len(train), len(test)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# CLI
+
+
+def _cmd_list() -> None:
+    print(f"{'name':<14} {'rows':>5}  {'gated':<5}  {'split':<6} hf_id [configs]")
+    for s in BENCHMARKS.values():
+        configs = "" if s.configs == [None] else " [" + ", ".join(c for c in s.configs if c) + "]"
+        rows = "?" if s.expected_rows is None else str(s.expected_rows)
+        print(f"{s.name:<14} {rows:>5}  {'yes' if s.gated else 'no':<5}  {s.split:<6} {s.hf_id}{configs}")
+    print("\narithmetic tiers:")
+    for t, (desc, _) in TIERS.items():
+        print(f"  {t:<6} {desc}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point (see module docstring)."""
+    p = argparse.ArgumentParser(prog="python -m analysis.datasets", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("list", help="list registered benchmarks and arithmetic tiers")
+    pp = sub.add_parser("prepare", help="download one benchmark and freeze it to JSONL")
+    pp.add_argument("name", help="benchmark name (see `list`)")
+    pp.add_argument("out", help="output JSONL path")
+    pp.add_argument("--token", default=None, help="HF token for gated sets (default: $HF_TOKEN)")
+    pp.add_argument("--allow-count-mismatch", action="store_true", help="write even if the row count is unexpected")
+    pa = sub.add_parser("arithmetic", help="write synthetic arithmetic train/test sets")
+    pa.add_argument("--train", required=True, help="output train JSONL")
+    pa.add_argument("--test", required=True, help="output test JSONL")
+    pa.add_argument("--tiers", default="add2", help=f"comma-separated tiers from {', '.join(TIERS)}")
+    pa.add_argument("--n-train", type=int, default=2000, help="total train rows (split over tiers)")
+    pa.add_argument("--n-test", type=int, default=200, help="total test rows (split over tiers)")
+    pa.add_argument("--seed", type=int, default=0, help="sampling seed")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if args.cmd == "list":
+            _cmd_list()
+        elif args.cmd == "prepare":
+            n = prepare(args.name, args.out, token=args.token, allow_count_mismatch=args.allow_count_mismatch)
+            print(f"{args.name}: {n} rows -> {args.out}")
+        else:
+            tiers = [t for t in args.tiers.split(",") if t]
+            a, b = make_arithmetic(args.train, args.test, tiers=tiers, n_train=args.n_train, n_test=args.n_test,
+                                   seed=args.seed)
+            print(f"arithmetic: {a} train -> {args.train}, {b} test -> {args.test}")
+    except ValueError as exc:  # bad input: one clear line, exit status 2
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,264 @@
+"""analysis.datasets: every loader driven by hand-made fixtures in the data set's real raw schema; no network."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from analysis import datasets as D
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def load_fixture(name):
+    return json.loads((FIXTURES / f"{name}.json").read_text())
+
+
+def prep(name, tmp_path, **kw):
+    out = tmp_path / f"{name}.jsonl"
+    n = D.prepare(name, out, raw=load_fixture(name), allow_count_mismatch=True, **kw)
+    rows = D.read_jsonl(out)
+    assert n == len(rows)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# registry
+
+
+def test_registry_covers_the_seven_benchmarks_and_math_train():
+    assert set(D.BENCHMARKS) == {"aime24", "amc23", "math500", "minerva", "olympiadbench", "aime25", "livemathbench",
+                                 "math_train"}
+    assert D.EVAL_BENCHMARKS == ["aime24", "amc23", "math500", "minerva", "olympiadbench", "aime25", "livemathbench"]
+    mt = D.BENCHMARKS["math_train"]
+    assert mt.split == "train" and mt.expected_rows == 7500 and len(mt.configs) == 7 and mt.is_train
+    assert D.BENCHMARKS["aime25"].configs == ["AIME2025-I", "AIME2025-II"]
+    assert D.BENCHMARKS["livemathbench"].gated and not D.BENCHMARKS["math500"].gated
+    with pytest.raises(ValueError, match="unknown benchmark 'gsm8k'.*aime24"):
+        D.get_spec("gsm8k")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# each loader on its fixture
+
+
+def test_aime24_keeps_source_id_and_strips_leading_zeros_visibly(tmp_path):
+    rows = prep("aime24", tmp_path)
+    assert [r["id"] for r in rows] == ["aime24-0000", "aime24-0001", "aime24-0002"]
+    assert rows[0]["answer"] == "27" and rows[0]["meta"]["answer_raw"] == "027"
+    assert rows[1]["answer"] == "1" and "answer_raw" not in rows[1]["meta"]
+    assert rows[0]["meta"]["id"] == 60 and rows[0]["question"].startswith("Find the number of ordered pairs")
+
+
+def test_amc23_float_strings_canonicalised_with_original_in_meta(tmp_path):
+    rows = prep("amc23", tmp_path)
+    assert [r["answer"] for r in rows] == ["36", "6", "7"]
+    assert [r["meta"].get("answer_raw") for r in rows] == ["36.0", "6.0", None]
+    assert all(isinstance(r["answer"], str) for r in rows)
+
+
+def test_math500_keeps_latex_answers_and_metadata(tmp_path):
+    rows = prep("math500", tmp_path)
+    assert rows[0]["answer"] == "\\left( 3, \\frac{\\pi}{2} \\right)"
+    assert rows[0]["meta"] == {"unique_id": "test/precalculus/807.json", "subject": "Precalculus", "level": 2}
+    assert rows[1]["answer"] == "\\frac{5}{6}"
+
+
+def test_minerva(tmp_path):
+    rows = prep("minerva", tmp_path)
+    assert [r["answer"] for r in rows] == ["580", "11"]
+    assert rows[0]["question"].startswith("Preamble:")
+
+
+def test_olympiadbench_list_answers_joined_and_flagged(tmp_path):
+    rows = prep("olympiadbench", tmp_path)
+    assert rows[0]["answer"] == "2, 3"
+    assert rows[0]["meta"]["multiple_answer"] is True and rows[0]["meta"]["final_answer"] == ["$2$", "$3$"]
+    assert rows[1]["answer"] == "80" and rows[1]["meta"]["unit"] == "km/h" and rows[1]["meta"]["multiple_answer"] is False
+    assert rows[2]["answer"] == "\\frac{3}{4}" and rows[2]["meta"]["unit"] is None
+    assert rows[0]["meta"]["source_id"] == 2231
+
+
+def test_aime25_concatenates_configs_in_order(tmp_path):
+    rows = prep("aime25", tmp_path)
+    assert [r["meta"]["config"] for r in rows] == ["AIME2025-I", "AIME2025-I", "AIME2025-II"]
+    assert [r["answer"] for r in rows] == ["70", "5", "19"]
+    assert len({r["id"] for r in rows}) == 3
+
+
+def test_livemathbench_with_raw_rows_needs_no_token(tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    rows = prep("livemathbench", tmp_path)
+    assert [r["answer"] for r in rows] == ["2", "B"]
+    assert rows[1]["meta"]["question_type"] == "Multiple-Choice"
+
+
+def test_math_train_answer_is_last_boxed_with_balanced_braces(tmp_path):
+    rows = prep("math_train", tmp_path)
+    assert [r["answer"] for r in rows] == ["\\frac{1}{2}", "7", "\\{2,3,5\\}", "1"]
+    assert rows[0]["meta"]["type"] == "Algebra" and rows[0]["meta"]["level"] == "Level 1"
+    assert "\\boxed" in rows[0]["meta"]["solution"]
+    assert rows[2]["meta"]["config"] == "number_theory"
+
+
+def test_math_train_row_without_box_is_an_error_naming_the_row(tmp_path):
+    raw = [{"problem": "p", "level": "Level 1", "type": "Algebra", "solution": "no box here"}]
+    with pytest.raises(ValueError, match="math_train row 0: MATH solution has no"):
+        D.prepare("math_train", tmp_path / "x.jsonl", raw=raw, allow_count_mismatch=True)
+    assert not (tmp_path / "x.jsonl").exists()
+
+
+def test_wrong_schema_names_missing_field(tmp_path):
+    with pytest.raises(ValueError, match="lacks a non-empty 'problem' field"):
+        D.prepare("math500", tmp_path / "x.jsonl", raw=[{"question": "q", "answer": "1"}], allow_count_mismatch=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# row counts, gating, atomic writes
+
+
+def test_row_count_mismatch_names_benchmark_got_expected(tmp_path):
+    out = tmp_path / "aime24.jsonl"
+    with pytest.raises(ValueError, match=r"'aime24'.*got 3 rows, expected 30"):
+        D.prepare("aime24", out, raw=load_fixture("aime24"))
+    assert not out.exists()
+
+
+def test_row_count_exact_passes_without_escape_hatch(tmp_path):
+    raw = load_fixture("aime24") * 10  # 30 rows, the registered count
+    assert D.prepare("aime24", tmp_path / "a.jsonl", raw=raw) == 30
+
+
+def test_gated_without_token_fails_before_loading(tmp_path, monkeypatch):
+    def forbidden(*a, **k):
+        raise AssertionError("the download must not be reached without a token")
+
+    monkeypatch.setattr(D, "load_raw", forbidden)  # a tripwire, not a stand-in: the test passes only if never called
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    with pytest.raises(D.GatedDatasetError, match="accept its terms.*HF_TOKEN"):
+        D.prepare("livemathbench", tmp_path / "l.jsonl")
+    assert issubclass(D.GatedDatasetError, ValueError)
+
+
+def test_write_jsonl_atomic_roundtrip_and_bad_json(tmp_path):
+    p = tmp_path / "sub" / "x.jsonl"
+    rows = [{"id": "a", "question": "ü 1+1", "answer": "2", "meta": {}}]
+    assert D.write_jsonl_atomic(p, rows) == 1
+    assert D.read_jsonl(p) == rows
+    assert [f.name for f in p.parent.iterdir()] == ["x.jsonl"]  # no temp file left behind
+    p.write_text('{"a": 1}\n[1, 2]\n')
+    with pytest.raises(ValueError, match=":2: got a JSON list"):
+        D.read_jsonl(p)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# helpers
+
+
+@pytest.mark.parametrize(
+    "value, expected, raw",
+    [("27.0", "27", "27.0"), (27.0, "27", 27.0), (27, "27", None), ("033", "33", "033"), ("0", "0", None),
+     (0.5, "0.5", None), ("\\frac{1}{2}", "\\frac{1}{2}", None), (" 12 ", "12", " 12 "), ("-4.00", "-4", "-4.00"),
+     ("2.50", "2.50", None)],
+)
+def test_answer_to_str(value, expected, raw):
+    assert D.answer_to_str(value) == (expected, raw)
+
+
+@pytest.mark.parametrize("bad", [None, True, [1], float("nan")])
+def test_answer_to_str_rejects_non_scalars(bad):
+    with pytest.raises(ValueError, match="gold answer"):
+        D.answer_to_str(bad)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [("so $\\boxed{\\frac{1}{2}}$.", "\\frac{1}{2}"), ("\\boxed{1} then \\boxed{2}", "2"),
+     ("\\boxed{\\{1,2\\}}", "\\{1,2\\}"), ("\\boxed 5.", "5"), ("\\fbox{3}", "3"), ("\\boxed{a}^{b}", "a"),
+     ("none", None), ("\\boxed{x", None), ("\\boxed{\\text{(A)}}", "\\text{(A)}")],
+)
+def test_last_boxed(text, expected):
+    assert D.last_boxed(text) == expected
+
+
+def test_strip_math_delimiters():
+    assert D.strip_math_delimiters("$x^2$") == "x^2"
+    assert D.strip_math_delimiters("\\(3\\)") == "3"
+    assert D.strip_math_delimiters("$a$ and $b$") == "$a$ and $b$"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# synthetic arithmetic
+
+
+def test_arithmetic_deterministic_disjoint_and_well_formed(tmp_path):
+    kw = dict(tiers=["add1", "mul1", "add2", "word"], n_train=320, n_test=40)
+    a = D.make_arithmetic_rows(seed=0, **kw)
+    b = D.make_arithmetic_rows(seed=0, **kw)
+    c = D.make_arithmetic_rows(seed=1, **kw)
+    assert a == b and a != c
+    train, test = a
+    assert len(train) == 320 and len(test) == 40
+    assert not ({r["question"] for r in train} & {r["question"] for r in test})
+    assert len({r["question"] for r in train}) == 320
+    for r in train + test:
+        q, ans, tier = r["question"], r["answer"], r["meta"]["tier"]
+        assert ans.lstrip("-").isdigit()
+        if tier == "word":
+            assert q == q.lower() and q.endswith("?")
+        else:
+            assert " " not in q and "=" not in q
+            assert int(ans) == eval(q)  # "12+7" / "3*4" are valid Python expressions
+            if tier in ("add1", "mul1"):
+                assert max(r["meta"]["a"], r["meta"]["b"]) <= 9
+    assert {r["meta"]["tier"] for r in train} == {"add1", "mul1", "add2", "word"}
+    assert sum(r["meta"]["tier"] == "add1" for r in train) == 80  # 320 split evenly over 4 tiers
+
+
+def test_arithmetic_files_match_rows(tmp_path):
+    tr, te = tmp_path / "tr.jsonl", tmp_path / "te.jsonl"
+    assert D.make_arithmetic(tr, te, tiers=["add2"], n_train=50, n_test=10, seed=3) == (50, 10)
+    assert (D.read_jsonl(tr), D.read_jsonl(te)) == D.make_arithmetic_rows(tiers=["add2"], n_train=50, n_test=10,
+                                                                          seed=3)
+
+
+def test_arithmetic_whole_small_space_can_be_used():
+    train, test = D.make_arithmetic_rows(tiers=["add1"], n_train=90, n_test=10, seed=0)
+    assert len({r["question"] for r in train + test}) == 100
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [(dict(tiers=["add1"], n_train=95, n_test=10), "tier 'add1' has only 100 distinct problems; requested 95"),
+     (dict(tiers=["add9"], n_train=5, n_test=1), "unknown arithmetic tier"),
+     (dict(tiers=[], n_train=5, n_test=1), "tiers is empty"),
+     (dict(tiers=["add1", "add1"], n_train=5, n_test=1), "duplicates"),
+     (dict(tiers=["add1"], n_train=-1, n_test=1), "non-negative")],
+)
+def test_arithmetic_bad_input(kw, match):
+    with pytest.raises(ValueError, match=match):
+        D.make_arithmetic_rows(seed=0, **kw)
+
+
+def test_cli_arithmetic_and_list(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    tr, te = tmp_path / "tr.jsonl", tmp_path / "te.jsonl"
+    r = subprocess.run([sys.executable, "-m", "analysis.datasets", "arithmetic", "--train", str(tr), "--test", str(te),
+                        "--tiers", "add2", "--n-train", "30", "--n-test", "5", "--seed", "0"],
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert len(D.read_jsonl(tr)) == 30 and len(D.read_jsonl(te)) == 5
+    r = subprocess.run([sys.executable, "-m", "analysis.datasets", "list"], cwd=REPO, env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0 and "livemathbench" in r.stdout and "7500" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "analysis.datasets", "arithmetic", "--train", str(tr), "--test", str(te),
+                        "--tiers", "add1", "--n-train", "100", "--n-test", "5"], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "tier 'add1' has only 100" in r.stderr
