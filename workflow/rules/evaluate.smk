@@ -1,0 +1,100 @@
+# Evaluate: for every (cell, benchmark) pair, once: generate n samples -> verify -> score (unbiased pass@k, max@k).
+# The base model is the cell algo~base/k~1/n~1/reward~pass/seed~0 and is evaluated like any trained cell.
+
+
+def _generate_flags(wildcards):
+    cell = cell_of(wildcards)
+    spec = MODELS[cell.model]
+    args = merged_args(EV.get("generate_args"), spec.get("eval_args"))
+    args.update(
+        {
+            "n": eval_n(wildcards.bench),
+            "temperature": EV["temperature"],
+            "top_p": EV["top_p"],
+            "max_new_tokens": EV["max_new_tokens"],
+            "template": spec.get("template", "qwen_math_cot"),
+            "seed": EV["seed"],
+            "backend": EV["backend"],
+        }
+    )
+    return C.cli_args(args)
+
+
+rule generate:
+    """n samples per problem of one benchmark from one cell's model (resumable: appends to samples.jsonl)."""
+    input:
+        model=cell_model_dir,
+        data=lambda wc: data_path(wc.bench),
+    output:
+        f"{R}/eval/{{cell}}/{{bench}}/samples.jsonl",
+    log:
+        f"{LOGS}/eval/{{cell}}/{{bench}}/generate.log",
+    params:
+        flags=_generate_flags,
+    threads: EV.get("threads", 2)
+    resources:
+        gpu=EV.get("gpus", 0),
+        mem_mb=8000,
+        runtime=240,
+    shell:
+        "OMP_NUM_THREADS={threads} python -m analysis.generate --model {input.model} --data {input.data} "
+        "--out {output} --benchmark {wildcards.bench} {params.flags} > {log} 2>&1"
+
+
+def _xverify_input(wildcards):
+    if EV.get("verifier", "math-verify") == "xverify":
+        return {"judge": base_model_dir(EV["xverify_model"])}
+    return {}
+
+
+def _verify_flags(wildcards, input):
+    args = dict(EV.get("verify_args") or {})
+    args["max_new_tokens"] = EV["max_new_tokens"]
+    if EV.get("fallback"):
+        args["fallback"] = EV["fallback"]
+    if EV.get("verifier", "math-verify") == "xverify":
+        args["verifier"] = "xverify"
+        args["xverify_model"] = input.judge
+    return C.cli_args(args)
+
+
+rule verify:
+    """Grade every sample (extracted answer, correct, pass and max rewards; math-verify, or xVerify beside it)."""
+    input:
+        unpack(_xverify_input),
+        samples=f"{R}/eval/{{cell}}/{{bench}}/samples.jsonl",
+        data=lambda wc: data_path(wc.bench),
+    output:
+        f"{R}/eval/{{cell}}/{{bench}}/verified.jsonl",
+    log:
+        f"{LOGS}/eval/{{cell}}/{{bench}}/verify.log",
+    params:
+        flags=_verify_flags,
+    threads: 1
+    resources:
+        gpu=EV.get("gpus", 0) if EV.get("verifier") == "xverify" else 0,
+        mem_mb=4000,
+        runtime=120,
+    shell:
+        "python -m analysis.verify --samples {input.samples} --data {input.data} --out {output} {params.flags} "
+        "> {log} 2>&1"
+
+
+rule score:
+    """Unbiased pass@k and max@k with bootstrap CIs (tidy CSV + JSON)."""
+    input:
+        f"{R}/eval/{{cell}}/{{bench}}/verified.jsonl",
+    output:
+        json=f"{R}/eval/{{cell}}/{{bench}}/metrics.json",
+        csv=f"{R}/eval/{{cell}}/{{bench}}/metrics.csv",
+    log:
+        f"{LOGS}/eval/{{cell}}/{{bench}}/score.log",
+    params:
+        flags=C.cli_args({"ks": EV["ks"], "n_boot": EV.get("n_boot", 1000), "seed": EV["seed"]}),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        "python -m analysis.metrics --verified {input} --out-json {output.json} --out-csv {output.csv} "
+        "{params.flags} > {log} 2>&1"
