@@ -256,6 +256,23 @@ def _sorted(rewards: torch.Tensor):
     return torch.sort(rewards, dim=1, stable=True)
 
 
+def _tie_counts(rs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For ascending rows rs (P, n): c_< = #{j: R_j < R_(p)} and c_<= = #{j: R_j <= R_(p)} per position, int64 (P, n).
+
+    O(n) per row: c_< is the start of the run of equal values containing p (a running max of run starts), c_<= the end
+    of that run (a reversed running min of run ends), cheaper than a binary search per entry.
+    """
+    P, n = rs.shape
+    pos = torch.arange(n, device=rs.device).expand(P, n)
+    new_run = torch.ones(P, n, dtype=torch.bool, device=rs.device)
+    new_run[:, 1:] = rs[:, 1:] != rs[:, :-1]
+    below = torch.where(new_run, pos, torch.zeros_like(pos)).cummax(1).values
+    run_end = torch.full_like(pos, n)
+    run_end[:, :-1] = torch.where(new_run[:, 1:], pos[:, 1:], torch.full_like(pos[:, 1:], n))
+    le = torch.flip(torch.flip(run_end, [1]).cummin(1).values, [1])
+    return below, le
+
+
 def _unsort(values_sorted: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """Scatter per-position values back to the original response order."""
     return torch.empty_like(values_sorted).scatter_(1, idx, values_sorted)
@@ -353,7 +370,7 @@ def rspo_max(rewards: torch.Tensor, *, k: int) -> torch.Tensor:
     if k == 1:
         return rewards.clone()
     rs, idx = _sorted(rewards)
-    below = torch.searchsorted(rs.contiguous(), rs.contiguous(), right=False)  # c_<: strictly smaller count
+    below, _ = _tie_counts(rs)
     return _unsort(_rspo_max_from_counts(rs, below, k), idx)
 
 
@@ -382,10 +399,9 @@ def rspo_max_plugin(rewards: torch.Tensor, *, k: int) -> torch.Tensor:
     if k == 1:
         return rewards.clone()
     rs, idx = _sorted(rewards)
-    rs = rs.contiguous()
     P, n = rs.shape
-    p_le = torch.searchsorted(rs, rs, right=True).to(torch.float64) / n  # (P, n) >= 1/n
-    below = torch.searchsorted(rs, rs, right=False)  # c_<
+    below, le = _tie_counts(rs)  # c_<, c_<=
+    p_le = le.to(torch.float64) / n  # (P, n) >= 1/n
     terms = rs * p_le.pow(k - 2)
     G = torch.cat([torch.zeros(P, 1, dtype=torch.float64, device=rs.device), torch.cumsum(terms, 1)], 1) / n
     w = k * (rs * p_le.pow(k - 1) - (k - 1) * G.gather(1, below))
