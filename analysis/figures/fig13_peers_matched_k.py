@@ -1,0 +1,89 @@
+"""Beyond the paper: RSPO, the baseline and peer Pass@k methods compared at matched k.
+
+For a method trained with k, the point at x = k is its Pass@k with the evaluation k equal to the training k. k-free
+methods (policy gradient, GRPO, the base model) are drawn at every x as their Pass@x. Cells: the config families
+``peers`` and ``main`` together (a k-annealed cell is drawn at its starting k, dotted).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from analysis.figures._common import (BENCH_TITLES, GROUP_KEYS, annotate_missing, family_for, figure_legend,
+                                      log2_k_axis, metric_curves, panel_grid, placeholder, register_figure)
+from analysis.figures._families import main_rows, peers_rows
+from analysis.figures.colors import sort_key, style_for
+
+K_FREE = ("pg", "grpo", "rs_grpo", "base")
+
+
+def matched_points(curves: pd.DataFrame) -> pd.DataFrame:
+    """Rows of seed-mean curves where eval k == train k for k-using methods; k-free methods keep every k."""
+    if curves.empty:
+        return curves
+    kfree = curves["algo"].isin(K_FREE)
+    return curves[kfree | (curves["k"] == curves["train_k"])]
+
+
+@register_figure("fig13_peers_matched_k", needs="tables", families=("peers", "main"),
+                 caption="Pass@k at matched k: each k-method's Pass@k evaluated at its own training k, against RSPO, "
+                         "the baseline, peers (PKPO, Chen et al., RS-GRPO, ...) and the k-free policy gradient / GRPO "
+                         "(drawn at every k). Mean over seeds, 95% CI error bars; methods are dodged slightly along x.")
+def build(ctx):
+    table = ctx.table("passk")
+    peers = family_for(ctx, ("peers",), table, fallback_filter=peers_rows)
+    main = family_for(ctx, ("main",), table, fallback_filter=main_rows)
+    rows = pd.concat([peers["rows"], main["rows"]]).drop_duplicates() if not table.empty else table
+    benches = [b for b in dict.fromkeys(list(peers["benchmarks"]) + list(main["benchmarks"]))]
+    missing = list(dict.fromkeys(peers["missing"] + main["missing"]))
+    curves = matched_points(metric_curves(rows, ctx.ci))
+    meta = {"source": f"{peers['source']} + {main['source']}", "benchmarks": benches,
+            "cells_used": sorted(set(rows["cell"])) if not rows.empty else [], "missing_cells": missing,
+            "ci_methods": sorted(set(curves["ci_method"])) if not curves.empty else [], "values": []}
+    if not benches or curves.empty:
+        fig, axes = panel_grid(1, panel_w=3.3, panel_h=2.2)
+        placeholder(axes[0], "no peer / main cells in the tables", missing)
+        return fig, meta
+    fig, axes = panel_grid(len(benches))
+    trained_ks = sorted(set(int(k) for k in curves.loc[~curves["algo"].isin(K_FREE), "train_k"]))
+    for ax, bench in zip(axes, benches):
+        ax.set_title(BENCH_TITLES.get(bench, bench))
+        sub = curves[curves["benchmark"] == bench]
+        if sub.empty:
+            placeholder(ax, f"no rows for {bench}", [m for m in missing if m.endswith(f"[{bench}]")])
+            continue
+        order: dict = {}
+        for key, g in sorted(sub.groupby(GROUP_KEYS, dropna=False), key=lambda kv: sort_key(kv[0][1], kv[0][2])):
+            model, algo, tk, sched, n, reward = key
+            st = style_for(algo, tk)
+            if algo in K_FREE:
+                g = g[g["k"].isin(trained_ks)] if trained_ks else g
+                x = g["k"].to_numpy(float)
+            else:
+                st = style_for(algo, 4)  # one line per method across k: a mid shade
+                x = g["train_k"].to_numpy(float)
+                if sched != "constant":
+                    st["linestyle"] = ":"
+                    st["label"] = st["label"].split(" (")[0] + f" [{sched}]"
+                else:
+                    st["label"] = st["label"].split(" (")[0]
+            g = g.assign(_x=x).sort_values("_x")
+            if g.empty:
+                continue
+            y = g["value"].to_numpy(float)
+            lo = np.clip(g["ci_low"].to_numpy(float), 0.0, 1.0)
+            hi = np.clip(g["ci_high"].to_numpy(float), 0.0, 1.0)
+            err = np.where(np.isnan(np.vstack([lo, hi])), 0.0, np.vstack([y - lo, hi - y]))
+            dodge = 2.0 ** (0.06 * (order.setdefault((algo, sched), len(order)) - 2))  # keep error bars apart
+            ax.errorbar(g["_x"] * dodge, y, yerr=err, color=st["color"], ls=st["linestyle"], lw=min(st["linewidth"], 1.6),
+                        marker=st["marker"] or "o", ms=3, capsize=1.5, elinewidth=0.6, label=st["label"])
+            for xx, yy in zip(g["_x"], y):
+                meta["values"].append({"benchmark": bench, "algo": algo, "train_k": int(tk), "k_schedule": sched,
+                                       "n": int(n), "k": int(xx), "value": float(yy)})
+        log2_k_axis(ax, trained_ks or sub["k"])
+        ax.set_xlabel("k (training = evaluation)")
+        ax.set_ylabel("Pass@k")
+    figure_legend(fig, axes)
+    annotate_missing(fig, missing)
+    return fig, meta
