@@ -1,0 +1,296 @@
+"""RSPO estimators inside OpenRLHF 0.11.2: an experience maker that turns registry weights into per-token advantages.
+
+``RSPOExperienceMaker`` subclasses OpenRLHF's ``RemoteExperienceMaker`` and overrides only
+``compute_advantages_and_returns``. For an estimator name from ``rspo_patch.estimators`` it
+
+1. casts rewards to fp32 and applies OpenRLHF's length penalties (DAPO overlong / ProRL stop-properly), as upstream;
+2. regroups the per-sample rewards by ``Experience.index`` (the rollout order; experiences may arrive shuffled or
+   re-batched) into a tensor ``R`` of shape ``(P, n)``, n = ``--rollout.n_samples_per_prompt``;
+3. calls the pure registry function ``W = spec.fn(R, k=k, **hp)`` (no estimator maths here) with k from ``--rspo.k``
+   and the ``--rspo.k_schedule`` at the current rollout step;
+4. scatters ``W`` back to the experiences and runs OpenRLHF's usual per-token path: the scalar goes on the last response
+   token (``compute_reward``, clamped to ``--reward.clip_range``) minus ``kl_coef * kl`` per token, cumulative returns
+   with gamma = 1, ``advantages = returns``; there is NO batch whitening (whitening would subtract a batch mean from the
+   weights and rescale them, which breaks the estimator's unbiasedness and its exact zeros).
+
+Any other name (``gae``, ``reinforce``, ``rloo``, ``group_norm``, ...) goes to ``super()`` unchanged.
+
+With ``--algo.kl.init_coef 0``, ``--train.batch_size == rollout.batch_size * n`` and ``--train.max_epochs 1`` the PPO
+ratio is 1 and the actor's update is the plain weighted policy gradient of the registry's convention.
+
+Token aggregation: use ``--actor.loss_agg_mode token-mean`` (OpenRLHF's default; the launcher warns otherwise).
+The registry's convention is ``loss = -(1/(P n)) sum_i w_i log pi(y_i)`` with ``log pi(y_i) = sum_t log pi(y_i,t)``.
+token-mean gives ``-(1/T) sum_i w_i sum_t log pi(y_i,t)`` with T the total response tokens of the optimizer step,
+i.e. exactly that loss times the positive batch constant ``P n / T = 1 / mean length``: every response keeps the
+relative weight the estimator gave it, so an unbiased estimator stays unbiased up to a step-size factor.
+seq-mean-token-mean gives ``-(1/(P n)) sum_i (w_i / L_i) sum_t log pi(y_i,t)``: each response is re-weighted by
+``1 / L_i``, a length-dependent factor that biases the update towards short responses and breaks unbiasedness.
+
+Zero weights and ``--rspo.drop_zero_weight``: RSPO gives exactly zero weight to wrong answers and to whole groups whose
+``n - c < k - 1`` (paper §5: "we remove zero gradient weight responses"). OpenRLHF 0.11.2 has no mechanism to skip a
+sample's forward/backward: DeepSpeed's gradient-accumulation schedule is fixed by ``--train.batch_size``, and removing
+samples from the replay buffer would leave data-parallel ranks with different numbers of micro-batches. So the flag
+removes a dropped response from the loss instead: its ``action_mask`` is cleared on every token but the last, and its
+advantages/returns are zero. Its policy-gradient contribution is exactly zero (as it already is for a zero weight with
+kl_coef = 0), it no longer receives per-token KL penalties, KL-loss or entropy gradients, and it leaves the token-mean
+normaliser (one token instead of its length). One token is kept because 0.11.2 divides by the per-micro-batch token
+count all-reduced over ranks (``ppo_actor.ppo_train``) and by the step's token count (``aggregate_loss``): a micro-batch
+of fully masked rows on every rank would raise ZeroDivisionError or make the loss NaN. Compute is not saved.
+
+Logged (every tensor in ``experience.info`` reaches train/* in TensorBoard / W&B, averaged over samples):
+``rspo_weight`` (the weight, before clipping), ``rspo_zero_weight`` (fraction of exactly-zero weights),
+``rspo_weight_clipped`` (fraction clamped by ``--reward.clip_range``), ``rspo_k`` (k used this step), and with
+``--rspo.drop_zero_weight`` ``rspo_dropped`` (fraction removed from the update). OpenRLHF itself logs ``reward``,
+``return``, ``group_reward_std``, ``policy_loss``, ``kl`` and, when ``--actor.entropy_coef`` is not None (the launcher
+defaults it to 0: computed and logged, not optimised), ``entropy_loss`` = the token-mean policy entropy.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from rspo_patch.openrlhf._version import check_openrlhf_version
+
+check_openrlhf_version()  # before touching OpenRLHF internals
+
+from openrlhf.models.utils import compute_reward  # noqa: E402
+from openrlhf.trainer.ppo_utils.experience_maker import RemoteExperienceMaker  # noqa: E402
+from openrlhf.trainer.ppo_utils.length_penalty import apply_length_penalties  # noqa: E402
+
+from rspo_patch.estimators import ESTIMATORS, K_SCHEDULES, get_estimator, k_schedule  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+#: Advantage estimators OpenRLHF 0.11.2 implements itself (``--algo.advantage.estimator`` choices).
+BUILTIN_ESTIMATORS = ("gae", "reinforce", "rloo", "reinforce_baseline", "group_norm", "dr_grpo", "flash_reinforce")
+
+_CLASH = set(BUILTIN_ESTIMATORS) & set(ESTIMATORS)
+if _CLASH:  # pragma: no cover - guards a future registry edit
+    raise RuntimeError(f"registry estimator names clash with OpenRLHF built-ins: {sorted(_CLASH)}")
+
+
+def is_registry_estimator(name: str) -> bool:
+    """True for a name from ``rspo_patch.estimators`` (handled here), False for an OpenRLHF built-in."""
+    return name in ESTIMATORS
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# settings
+
+
+def parse_hyperparameters(items: list[str] | None) -> dict[str, Any]:
+    """``["beta=2", "norm_by_std=false"]`` -> ``{"beta": 2.0, "norm_by_std": False}`` (``--rspo.hp KEY=VALUE ...``).
+
+    Values: true/false (any case) -> bool, otherwise float. ValueError on a malformed item.
+    """
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = str(item).partition("=")
+        key, raw = key.strip(), raw.strip()
+        if not sep or not key or not raw:
+            raise ValueError(f"--rspo.hp items must look like KEY=VALUE, got {item!r}")
+        if raw.lower() in ("true", "false"):
+            out[key] = raw.lower() == "true"
+            continue
+        try:
+            out[key] = float(raw)
+        except ValueError:
+            raise ValueError(f"--rspo.hp {key}: value must be a number or true/false, got {raw!r}") from None
+    return out
+
+
+@dataclass(frozen=True)
+class RSPOSettings:
+    """What the experience maker needs from ``args.rspo`` (filled by ``rspo_patch.openrlhf.launch``).
+
+    k               the estimator's k at step 0 (k0 of the schedule)
+    k_schedule      constant | linear | cosine (``rspo_patch.estimators.k_schedule``)
+    schedule_steps  rollout steps the schedule spans; None: the trainer derives it from the prompt dataset
+    drop_zero_weight remove exactly-zero-weight responses from the policy loss (see module docstring)
+    hyperparameters keyword hyperparameters of the estimator (``--rspo.hp``)
+    """
+
+    estimator: str
+    k: int = 1
+    k_schedule: str = "constant"
+    schedule_steps: int | None = None
+    drop_zero_weight: bool = False
+    hyperparameters: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_args(cls, args) -> "RSPOSettings":
+        """Read ``args.algo.advantage.estimator`` and ``args.rspo.*`` (OpenRLHF's hierarchized namespace)."""
+        name = args.algo.advantage.estimator
+        rspo = getattr(args, "rspo", None)
+        if rspo is None:
+            raise ValueError(
+                f"estimator {name!r} comes from rspo_patch.estimators but args has no 'rspo' section; "
+                f"start training with `python -m rspo_patch.openrlhf.launch ...`"
+            )
+        spec = get_estimator(name)
+        k = getattr(rspo, "k", None)
+        if k is None:
+            if spec.uses_k:
+                raise ValueError(f"{name}: --rspo.k is required (the estimator depends on k)")
+            k = 1
+        kind = getattr(rspo, "k_schedule", "constant") or "constant"
+        if kind not in K_SCHEDULES:
+            raise ValueError(f"unknown --rspo.k_schedule {kind!r}; expected one of {', '.join(K_SCHEDULES)}")
+        steps = getattr(rspo, "schedule_steps", None)
+        return cls(
+            estimator=name,
+            k=int(k),
+            k_schedule=kind,
+            schedule_steps=int(steps) if steps else None,
+            drop_zero_weight=bool(getattr(rspo, "drop_zero_weight", False)),
+            hyperparameters=parse_hyperparameters(getattr(rspo, "hp", None)),
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# pure pieces
+
+
+def group_rewards(experiences, n: int) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """Regroup per-sample rewards into prompt groups by ``Experience.index``.
+
+    experiences: list of Experience, each with ``rewards`` (B_e,) and ``index`` (B_e ints: rollout positions).
+    Returns ``(R, indices, exp_len)``: R (P, n) with row p = the n samples of prompt p in rollout order
+    (rollout position j -> R.view(-1)[j]); indices (N,) the concatenated ``index`` lists; exp_len [B_e].
+    ValueError if the indices are not a permutation of 0..N-1 or N is not a multiple of n.
+    """
+    if n < 1:
+        raise ValueError(f"n_samples_per_prompt must be >= 1, got {n}")
+    exp_len = [len(e.index) for e in experiences]
+    indices = torch.tensor(list(itertools.chain.from_iterable(e.index for e in experiences)), dtype=torch.long)
+    raw = torch.cat([e.rewards.reshape(-1) for e in experiences], dim=0)
+    total = raw.numel()
+    if indices.numel() != total:
+        raise ValueError(f"experiences carry {total} rewards but {indices.numel()} indices")
+    if not torch.equal(torch.sort(indices).values, torch.arange(total)):
+        raise ValueError(f"Experience.index values must be a permutation of 0..{total - 1}")
+    if total % n != 0:
+        raise ValueError(
+            f"{total} samples cannot form groups of n_samples_per_prompt={n}: RSPO weights need whole prompt groups"
+        )
+    rewards = torch.empty_like(raw)
+    rewards[indices] = raw
+    return rewards.reshape(-1, n), indices, exp_len
+
+
+def scatter_to_experiences(values: torch.Tensor, indices: torch.Tensor, exp_len: list[int]) -> tuple[torch.Tensor, ...]:
+    """Inverse of ``group_rewards``: values (P, n) in rollout order -> one (B_e,) tensor per experience."""
+    return values.reshape(-1)[indices].split(exp_len)
+
+
+def keep_last_token_only(action_mask: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
+    """action_mask (B, A) with the rows where ``drop`` (B,) is True reduced to their last response token.
+
+    Rows with an empty mask stay empty. Same dtype as ``action_mask``.
+    """
+    mask = action_mask.clone()
+    if not bool(drop.any()):
+        return mask
+    length = mask.size(1)
+    last = length - 1 - mask.long().fliplr().argmax(dim=1)  # (B,) last token with mask > 0
+    keep = torch.zeros_like(mask, dtype=torch.bool)
+    keep[torch.arange(mask.size(0)), last] = True
+    rows = drop.to(torch.bool).unsqueeze(1)
+    return torch.where(rows & ~keep, torch.zeros_like(mask), mask)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the experience maker
+
+
+class RSPOExperienceMaker(RemoteExperienceMaker):
+    """OpenRLHF's experience maker with registry estimators; see the module docstring.
+
+    ``global_step`` (rollout steps done, 0-based) and ``total_steps`` drive the k schedule: the trainers in
+    ``rspo_patch.openrlhf.trainer`` / ``hooks`` set them; without a trainer the maker counts its own calls.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.rspo = RSPOSettings.from_args(self.args) if is_registry_estimator(self.advantage_estimator) else None
+        self.global_step: int | None = None
+        self.total_steps: int | None = self.rspo.schedule_steps if self.rspo else None
+        self._calls = 0
+        self._warned_gamma = False
+
+    def current_k(self) -> int:
+        """k for this rollout step: ``k_schedule(kind, k0, step, total_steps)`` (step clamped to the last one)."""
+        assert self.rspo is not None
+        if self.rspo.k_schedule == "constant":
+            return self.rspo.k
+        if not self.total_steps:
+            raise ValueError(
+                f"--rspo.k_schedule {self.rspo.k_schedule} needs the run length: pass --rspo.schedule_steps "
+                f"(required with --train.async_enable)"
+            )
+        step = self.global_step if self.global_step is not None else self._calls
+        step = min(max(int(step), 0), self.total_steps - 1)
+        return k_schedule(self.rspo.k_schedule, self.rspo.k, step, self.total_steps)
+
+    @torch.no_grad()
+    def compute_advantages_and_returns(self, experiences):
+        """Registry names: weights -> per-token advantages (no whitening); built-in names: ``super()``."""
+        if not is_registry_estimator(self.advantage_estimator):
+            return super().compute_advantages_and_returns(experiences)
+        args = self.strategy.args
+        n = args.rollout.n_samples_per_prompt
+        spec = get_estimator(self.advantage_estimator)
+
+        # fp32 rewards + OpenRLHF's length penalties, exactly as upstream
+        for experience in experiences:
+            experience.rewards = experience.rewards.to(torch.promote_types(experience.rewards.dtype, torch.float32))
+        apply_length_penalties(experiences, args)
+
+        # (P, n) groups in rollout order
+        rewards, indices, exp_len = group_rewards(experiences, n)
+        if n > 1:
+            stds = rewards.std(-1, keepdim=True).expand(-1, n)
+            for experience, std in zip(experiences, scatter_to_experiences(stds, indices, exp_len)):
+                experience.info["group_reward_std"] = std
+
+        # the registry call: (P, n) -> (P, n)
+        k = self.current_k()
+        weights = spec.fn(rewards, k=k, **self.rspo.hyperparameters)
+        self._calls += 1
+
+        gamma = args.algo.advantage.gamma
+        if gamma != 1.0 and not self._warned_gamma:
+            logger.warning("gamma=%s ignored: RSPO weights are sequence-level, returns use gamma = 1", gamma)
+            self._warned_gamma = True
+        clip = args.reward.clip_range
+        drop_zero = self.rspo.drop_zero_weight
+
+        for experience, w in zip(experiences, scatter_to_experiences(weights, indices, exp_len)):
+            w = w.to(torch.float32)
+            zero = w == 0
+            # per-token: weight on the last response token, minus kl_coef * kl on every token
+            reward = compute_reward(
+                w, self.kl_ctl.value, experience.kl, action_mask=experience.action_mask, reward_clip_range=clip
+            )
+            experience.returns = self.get_cumulative_returns(reward, experience.action_mask, 1.0)
+            experience.advantages = experience.returns.clone()
+            experience.info["return"] = reward.sum(dim=-1)
+            experience.info["rspo_weight"] = w
+            experience.info["rspo_zero_weight"] = zero.float()
+            experience.info["rspo_k"] = torch.full_like(w, float(k))
+            clipped = (w < clip[0]) | (w > clip[1]) if clip else torch.zeros_like(zero)
+            experience.info["rspo_weight_clipped"] = clipped.float()
+            if drop_zero:
+                drop = zero.to(experience.action_mask.device)
+                experience.action_mask = keep_last_token_only(experience.action_mask, drop)
+                rows = drop.unsqueeze(1)
+                experience.advantages = experience.advantages.masked_fill(rows, 0.0)
+                experience.returns = experience.returns.masked_fill(rows, 0.0)
+                experience.info["rspo_dropped"] = drop.float()
+            experience.kl = None
+        return experiences

@@ -1,0 +1,358 @@
+"""Launch OpenRLHF 0.11.2's real PPO CLI with the RSPO estimators: ``python -m rspo_patch.openrlhf.launch <flags>``.
+
+Every OpenRLHF flag works as in ``python -m openrlhf.cli.train_ppo_ray``; in addition
+
+  --algo.advantage.estimator NAME   also accepts every name of rspo_patch.estimators (rspo_pass, rspo_max, pkpo_s, ...)
+  --rspo.k K                        k of the estimator (k0 of the schedule); required when the estimator uses k
+  --rspo.k_schedule KIND            constant (default) | linear | cosine: k decays from K to 1 over training
+  --rspo.schedule_steps S           rollout steps the schedule spans (default: derived from the prompt set;
+                                    required for non-constant schedules with --train.async_enable)
+  --rspo.drop_zero_weight           remove exactly-zero-weight responses from the policy loss (experience.py)
+  --rspo.hp KEY=VALUE ...           estimator hyperparameters (e.g. beta=2 for rs_grpo)
+  --rspo.max_abs_reward M           bound on |reward| used to size the default --reward.clip_range (default 1)
+  --rspo.ray_temp_dir DIR           start a private local Ray: ray.init(address="local", _temp_dir=DIR) (Slurm jobs)
+
+How: OpenRLHF builds its parser under ``if __name__ == "__main__"``, so the launcher wraps
+``argparse.ArgumentParser.parse_args`` for the duration of the run. When OpenRLHF's parser (the one with the
+``algo.advantage.estimator`` action) parses, the wrapper extends that action's ``choices``, adds the ``--rspo.*``
+flags, parses, validates (ValueError -> argparse error, exit 2, before Ray or any model starts), fills defaults,
+starts Ray and rebinds ``openrlhf.trainer.ppo_trainer.PPOTrainer`` to ``RSPOPPOTrainer``; then OpenRLHF's own
+``__main__`` continues and calls ``train(args)``. The module runs via ``runpy.run_module(..., run_name="__main__")``.
+
+Defaults changed for registry estimators only when the user did not set them:
+  --reward.clip_range   (-B, B), B = max(10, 2 * max(k, n) * max_abs_reward): OpenRLHF clamps the per-sample scalar
+                        to (-10, 10) by default; RSPO / PKPO weights reach k * max|R| (2 k max|R| for differences of
+                        signed rewards) and GRPO-style normalised weights reach ~sqrt(n).
+  --actor.entropy_coef  0 (OpenRLHF computes and logs ``entropy_loss`` only when the coefficient is not None).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import runpy
+import sys
+import warnings
+from pathlib import Path
+
+from rspo_patch.openrlhf._version import check_openrlhf_version
+
+OPENRLHF_CLI = "openrlhf.cli.train_ppo_ray"
+ESTIMATOR_DEST = "algo.advantage.estimator"
+CLIP_DEST = "reward.clip_range"
+REWARD_FUNC_FILE = Path(__file__).with_name("reward_func.py")
+
+# what OpenRLHF's own ray.init would set (train() skips its ray.init when Ray is already up)
+_OPENRLHF_ENV_DEFAULTS = {
+    "TOKENIZERS_PARALLELISM": "true",
+    "NCCL_DEBUG": "WARN",
+    "RAY_ENABLE_ZERO_COPY_TORCH_TENSORS": "1",
+}
+
+
+class _Unset:
+    """Default marker for flags whose default the launcher resolves after parsing (argparse would convert a str)."""
+
+    def __repr__(self) -> str:
+        return "<unset>"
+
+
+UNSET = _Unset()
+
+
+class _ParsedOnly(Exception):
+    """Raised by the parse-only wrapper to stop OpenRLHF's __main__ right after argument parsing."""
+
+    def __init__(self, namespace):
+        super().__init__("parsed")
+        self.namespace = namespace
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# parser extension
+
+
+def _estimator_action(parser: argparse.ArgumentParser):
+    for action in parser._actions:
+        if action.dest == ESTIMATOR_DEST:
+            return action
+    return None
+
+
+def _set_default(parser: argparse.ArgumentParser, dest: str, value) -> None:
+    for action in parser._actions:
+        if action.dest == dest:
+            action.default = value
+    parser.set_defaults(**{dest: value})
+
+
+def build_parser_hook(parser: argparse.ArgumentParser) -> bool:
+    """Extend OpenRLHF's PPO parser in place; return False (untouched) for any other parser.
+
+    Adds every registry name to the ``--algo.advantage.estimator`` choices, the ``--rspo.*`` flags, and turns the
+    defaults of ``--reward.clip_range`` / ``--actor.entropy_coef`` into "unset" markers resolved by ``finalize_args``.
+    Idempotent.
+    """
+    from rspo_patch.estimators import ESTIMATORS, K_SCHEDULES
+
+    action = _estimator_action(parser)
+    if action is None:
+        return False
+    if getattr(parser, "_rspo_extended", False):
+        return True
+    builtin = list(action.choices or [])
+    action.choices = builtin + [name for name in ESTIMATORS if name not in builtin]
+    action.help = (action.help or "") + f" | RSPO registry: {', '.join(ESTIMATORS)}"
+    _set_default(parser, CLIP_DEST, None)
+    if any(a.dest == "actor.entropy_coef" for a in parser._actions):
+        _set_default(parser, "actor.entropy_coef", UNSET)
+
+    group = parser.add_argument_group("RSPO (rspo_patch.openrlhf)")
+    group.add_argument("--rspo.k", type=int, default=None, help="k of the estimator (k0 of the schedule)")
+    group.add_argument("--rspo.k_schedule", choices=list(K_SCHEDULES), default="constant", help="k schedule")
+    group.add_argument("--rspo.schedule_steps", type=int, default=None, help="rollout steps the k schedule spans")
+    group.add_argument("--rspo.drop_zero_weight", action="store_true", default=False,
+                       help="remove exactly-zero-weight responses from the policy loss")
+    group.add_argument("--rspo.hp", nargs="*", default=[], metavar="KEY=VALUE", help="estimator hyperparameters")
+    group.add_argument("--rspo.max_abs_reward", type=float, default=1.0,
+                       help="bound on |reward| used to size the default --reward.clip_range")
+    group.add_argument("--rspo.ray_temp_dir", type=str, default=None,
+                       help='start a private Ray: ray.init(address="local", _temp_dir=DIR)')
+    parser._rspo_extended = True
+    return True
+
+
+def _get(ns, dest, default=None):
+    return getattr(ns, dest, default)
+
+
+def infer_binary_rewards(ns, environ=None) -> bool | None:
+    """Whether the training rewards are 0/1, when knowable from the flags: True / False / None (unknown).
+
+    Non-binary: DAPO overlong penalty, a stop-properly coefficient other than 0/1, or our reward_func.py with
+    RSPO_REWARD=max. Binary: our reward_func.py with RSPO_REWARD=pass (its default). Anything else: unknown.
+    """
+    environ = os.environ if environ is None else environ
+    if _get(ns, "reward.overlong_buffer_len") is not None:
+        return False
+    coef = _get(ns, "reward.stop_properly_penalty_coef")
+    if coef is not None and coef not in (0.0, 1.0):
+        return False
+    urls = _get(ns, "reward.remote_url")
+    if isinstance(urls, str) and urls:
+        first = urls.split(",")[0]
+        if first.endswith(".py") and Path(first).name == REWARD_FUNC_FILE.name:
+            kind = environ.get("RSPO_REWARD", "pass")
+            return kind == "pass"
+    return None
+
+
+def default_clip_bound(k: int, n: int, max_abs_reward: float) -> float:
+    """B for the default ``--reward.clip_range (-B, B)``: max(10, 2 * max(k, n) * max_abs_reward)."""
+    return max(10.0, 2.0 * max(k, n) * float(max_abs_reward))
+
+
+def finalize_args(ns: argparse.Namespace, environ=None) -> argparse.Namespace:
+    """Validate the RSPO flags against OpenRLHF's (flat, dotted) namespace and fill the unset defaults, in place.
+
+    Raises ValueError naming the bad value: unknown estimator hyperparameters, missing k, k > n, k not dividing n
+    (baseline), a binary-only estimator with a non-binary reward, a non-constant schedule in async mode without
+    --rspo.schedule_steps, --rspo.* flags with a built-in estimator, --rspo.drop_zero_weight with more than one
+    optimizer step per rollout.
+    """
+    from rspo_patch.estimators import check_estimator_args, get_estimator
+    from rspo_patch.openrlhf.experience import is_registry_estimator, parse_hyperparameters
+
+    name = _get(ns, ESTIMATOR_DEST)
+    n = _get(ns, "rollout.n_samples_per_prompt")
+    k = _get(ns, "rspo.k")
+    if not is_registry_estimator(name):
+        given = [flag for flag, value in (("--rspo.k", k), ("--rspo.hp", _get(ns, "rspo.hp")),
+                                          ("--rspo.drop_zero_weight", _get(ns, "rspo.drop_zero_weight")),
+                                          ("--rspo.schedule_steps", _get(ns, "rspo.schedule_steps")))
+                 if value]
+        if _get(ns, "rspo.k_schedule", "constant") != "constant":
+            given.append("--rspo.k_schedule")
+        if given:
+            raise ValueError(f"{', '.join(given)} apply to rspo_patch estimators only, not to the OpenRLHF "
+                             f"built-in estimator {name!r}")
+        if _get(ns, CLIP_DEST) is None:
+            setattr(ns, CLIP_DEST, [-10.0, 10.0])  # OpenRLHF's default
+        if _get(ns, "actor.entropy_coef") is UNSET:
+            setattr(ns, "actor.entropy_coef", None)  # OpenRLHF's default
+        return ns
+
+    spec = get_estimator(name)
+    if k is None:
+        if spec.uses_k:
+            raise ValueError(f"--rspo.k is required for estimator {name!r}")
+        k = 1
+        setattr(ns, "rspo.k", 1)
+    if k < 1:
+        raise ValueError(f"--rspo.k must be >= 1, got {k}")
+    if spec.uses_k and k > n:
+        raise ValueError(f"--rspo.k {k} exceeds --rollout.n_samples_per_prompt {n}: k responses are drawn from n")
+    hp = parse_hyperparameters(_get(ns, "rspo.hp"))
+    schedule = _get(ns, "rspo.k_schedule", "constant")
+    check_estimator_args(name, n=n, k=k, binary_rewards=infer_binary_rewards(ns, environ), k_schedule=schedule, **hp)
+    steps = _get(ns, "rspo.schedule_steps")
+    if steps is not None and steps < 1:
+        raise ValueError(f"--rspo.schedule_steps must be >= 1, got {steps}")
+    if schedule != "constant" and _get(ns, "train.async_enable") and steps is None:
+        raise ValueError(f"--rspo.k_schedule {schedule} with --train.async_enable needs --rspo.schedule_steps "
+                         f"(the async training actor does not see the prompt set)")
+    if _get(ns, "rspo.drop_zero_weight"):
+        rollout = _get(ns, "rollout.batch_size") * n
+        if _get(ns, "train.batch_size") != rollout:
+            raise ValueError(f"--rspo.drop_zero_weight needs one optimizer step per rollout: --train.batch_size "
+                             f"{_get(ns, 'train.batch_size')} != rollout.batch_size * n_samples_per_prompt = {rollout}")
+    max_abs = _get(ns, "rspo.max_abs_reward", 1.0)
+    if not max_abs > 0:
+        raise ValueError(f"--rspo.max_abs_reward must be > 0, got {max_abs}")
+    if _get(ns, CLIP_DEST) is None:
+        bound = default_clip_bound(k, n, max_abs)
+        setattr(ns, CLIP_DEST, [-bound, bound])
+    if _get(ns, "actor.entropy_coef") is UNSET:
+        setattr(ns, "actor.entropy_coef", 0.0)  # computed and logged as entropy_loss, not optimised
+    if _get(ns, "actor.loss_agg_mode", "token-mean") != "token-mean" and spec.unbiased_for(k):
+        warnings.warn(f"--actor.loss_agg_mode {_get(ns, 'actor.loss_agg_mode')} re-weights each response by "
+                      f"1/length, which breaks the unbiasedness of {name}; token-mean keeps it "
+                      f"(see rspo_patch/openrlhf/experience.py)", stacklevel=2)
+    return ns
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# parse_args wrapping
+
+
+@contextlib.contextmanager
+def patched_parse_args(after_parse=None):
+    """Wrap ``argparse.ArgumentParser.parse_args`` while the block runs.
+
+    For OpenRLHF's PPO parser: extend it, parse, ``finalize_args`` (ValueError -> ``parser.error``, exit 2), then call
+    ``after_parse(namespace)`` if given. Other parsers are untouched.
+    """
+    original = argparse.ArgumentParser.parse_args
+
+    def parse_args(self, args=None, namespace=None):
+        if not build_parser_hook(self):
+            return original(self, args, namespace)
+        ns = original(self, args, namespace)
+        try:
+            finalize_args(ns)
+        except ValueError as err:  # argparse's status 2, without the 200-line usage of OpenRLHF's parser
+            self.exit(2, f"{self.prog}: error: {err}\n")
+        if after_parse is not None:
+            after_parse(ns)
+        return ns
+
+    argparse.ArgumentParser.parse_args = parse_args
+    try:
+        yield
+    finally:
+        argparse.ArgumentParser.parse_args = original
+
+
+def _run_cli(argv: list[str]) -> None:
+    saved = sys.argv[:]
+    sys.argv = [OPENRLHF_CLI.replace(".", "/") + ".py", *argv]
+    try:
+        runpy.run_module(OPENRLHF_CLI, run_name="__main__", alter_sys=True)
+    finally:
+        sys.argv = saved
+
+
+def parse_args(argv: list[str], hierarchical: bool = False):
+    """Parse ``argv`` with OpenRLHF's real PPO parser, extended and validated; start nothing.
+
+    Runs ``openrlhf.cli.train_ppo_ray`` as ``__main__`` and stops it right after ``parse_args``. Returns the flat
+    dotted namespace (``getattr(ns, "rspo.k")``), or OpenRLHF's nested one with ``hierarchical=True``.
+    Bad flags exit with argparse's status 2 (SystemExit), as the real CLI would.
+    """
+    check_openrlhf_version()
+
+    def stop(ns):
+        raise _ParsedOnly(ns)
+
+    try:
+        with patched_parse_args(after_parse=stop):
+            _run_cli(list(argv))
+    except _ParsedOnly as parsed:
+        ns = parsed.namespace
+    else:  # pragma: no cover - OpenRLHF changed its __main__
+        raise RuntimeError(f"{OPENRLHF_CLI} finished without parsing arguments")
+    if hierarchical:
+        from openrlhf.utils.config import hierarchize
+
+        return hierarchize(ns)
+    return ns
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Ray start-up
+
+
+def ray_init_kwargs(ns, environ=None) -> dict:
+    """Keyword arguments for ``ray.init`` from the parsed flags (pure; see ``start_ray``).
+
+    runtime_env.env_vars: OpenRLHF's defaults (TOKENIZERS_PARALLELISM, NCCL_DEBUG, RAY_ENABLE_ZERO_COPY_TORCH_TENSORS)
+    plus what reward_func.py reads (RSPO_REWARD, RSPO_MAX_NEW_TOKENS, RSPO_TOKENIZER: default the actor model).
+    Async mode adds ``worker_process_setup_hook``; ``--rspo.ray_temp_dir`` adds ``address="local", _temp_dir``.
+    """
+    environ = os.environ if environ is None else environ
+    env = {key: environ.get(key, value) for key, value in _OPENRLHF_ENV_DEFAULTS.items()}
+    env["RSPO_REWARD"] = environ.get("RSPO_REWARD", "pass")
+    max_new = _get(ns, "rollout.max_new_tokens")
+    env["RSPO_MAX_NEW_TOKENS"] = environ.get("RSPO_MAX_NEW_TOKENS", str(max_new) if max_new else "")
+    tokenizer = environ.get("RSPO_TOKENIZER", _get(ns, "actor.model_name_or_path") or "")
+    env["RSPO_TOKENIZER"] = tokenizer
+    env = {key: value for key, value in env.items() if value != ""}
+    runtime_env: dict = {"env_vars": env}
+    if _get(ns, "train.async_enable") and _get(ns, ESTIMATOR_DEST) is not None:
+        from rspo_patch.openrlhf.experience import is_registry_estimator
+
+        if is_registry_estimator(_get(ns, ESTIMATOR_DEST)):
+            runtime_env["worker_process_setup_hook"] = "rspo_patch.openrlhf.hooks.setup"
+    kwargs: dict = {"runtime_env": runtime_env}
+    temp_dir = _get(ns, "rspo.ray_temp_dir")
+    if temp_dir:
+        kwargs["address"] = "local"
+        kwargs["_temp_dir"] = str(Path(temp_dir).resolve())
+    return kwargs
+
+
+def start_ray(ns) -> None:
+    """``ray.init`` with ``ray_init_kwargs`` unless Ray is already up (then OpenRLHF's train() reuses it)."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    kwargs = ray_init_kwargs(ns)
+    if "_temp_dir" in kwargs:
+        Path(kwargs["_temp_dir"]).mkdir(parents=True, exist_ok=True)
+    ray.init(**kwargs)
+
+
+def _prepare_run(ns) -> None:
+    from rspo_patch.openrlhf.experience import is_registry_estimator
+
+    if not is_registry_estimator(_get(ns, ESTIMATOR_DEST)):
+        start_ray(ns)  # built-in estimator: stock trainer, same Ray options
+        return
+    from rspo_patch.openrlhf.trainer import install_trainer
+
+    start_ray(ns)
+    install_trainer()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run OpenRLHF's PPO CLI with the RSPO extensions (see the module docstring)."""
+    check_openrlhf_version()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    with patched_parse_args(after_parse=_prepare_run):
+        _run_cli(argv)
+
+
+if __name__ == "__main__":
+    main()

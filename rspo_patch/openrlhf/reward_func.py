@@ -1,0 +1,182 @@
+"""Reward file for OpenRLHF: ``--reward.remote_url /path/to/rspo_patch/openrlhf/reward_func.py``.
+
+OpenRLHF 0.11.2 loads this file with ``importlib.util.spec_from_file_location`` inside every vLLM engine actor and calls
+``reward_func(queries, prompts, labels)`` once per generated response (lists of length 1, from a worker thread).
+``queries`` are ``tokenizer.decode(prompt_ids + response_ids, skip_special_tokens=False)``, ``prompts`` the prompt
+strings, ``labels`` the dataset's ``--data.label_key`` values (the gold answers). The response is recovered by removing
+the prompt prefix and trailing special tokens, then graded by the project's one grader, ``analysis.verify``.
+
+Environment (the launcher puts these in Ray's runtime_env, so every worker sees them):
+
+  RSPO_REWARD          pass (default): 1 if correct else 0.
+                       max: ``rspo_patch.rewards.max_reward`` = 1 - 0.5 * num_tokens / max_new_tokens if correct else 0
+                       (the paper's §5.5 length-penalised reward).
+  RSPO_MAX_NEW_TOKENS  max_new_tokens of the length penalty (the launcher copies --rollout.max_new_tokens); required
+                       for max.
+  RSPO_TOKENIZER       tokenizer (local folder or hub id already in the cache; the launcher uses the actor model) used
+                       to count response tokens by re-encoding the response text. Without one, or if it fails to load,
+                       the count is the character proxy ceil(len(response) / 4) and ``rspo_token_proxy`` is logged 1.
+                       With a tokenizer, a response reaching max_new_tokens is graded as truncated (finish_reason
+                       "length"), as in evaluation.
+  RSPO_GRADE_FALLBACK  optional answer-extraction fallback for analysis.verify (e.g. last_number).
+
+Never returns None and never raises: OpenRLHF swallows a reward-function exception and the reward becomes None,
+which crashes training later. Any failure while grading one response gives reward 0 and ``rspo_grade_error`` = 1.
+Returned: ``{"rewards": (B,), "scores": (B,), "extra_logs": {...}}`` float tensors; ``scores`` is the 0/1 correctness
+(what ``--algo.dynamic_filtering_enable`` filters on). extra_logs (logged by OpenRLHF as train/<name>):
+``rspo_correct``, ``rspo_grade_error``, ``rspo_num_tokens``, ``rspo_token_proxy``.
+Grading runs in the calling thread: analysis.verify's soft timeout only works in a main thread, so a pathological
+answer is bounded only by math-verify itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import threading
+
+import torch
+
+from analysis import verify
+from rspo_patch.rewards import REWARD_KINDS, max_reward, pass_reward
+
+logger = logging.getLogger("rspo_patch.openrlhf.reward_func")
+
+_TRAILING_SPECIAL = re.compile(r"(?:\s*(?:<\|[^<>|\s]{1,64}\|>|</s>|<eos>|<pad>))+\s*$")
+_tokenizer_lock = threading.Lock()
+_tokenizer_cache: dict[str, object] = {}
+
+
+def reward_kind(environ=None) -> str:
+    """RSPO_REWARD (default pass); ValueError for anything but pass / max."""
+    environ = os.environ if environ is None else environ
+    kind = environ.get("RSPO_REWARD", "pass").strip().lower()
+    if kind not in REWARD_KINDS:
+        raise ValueError(f"RSPO_REWARD={kind!r}; expected one of {', '.join(REWARD_KINDS)}")
+    return kind
+
+
+def max_new_tokens_from_env(environ=None) -> int | None:
+    """RSPO_MAX_NEW_TOKENS as a positive int, None if unset; ValueError if malformed."""
+    environ = os.environ if environ is None else environ
+    raw = environ.get("RSPO_MAX_NEW_TOKENS", "").strip()
+    if not raw:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"RSPO_MAX_NEW_TOKENS must be a positive int, got {raw!r}") from None
+    if value <= 0:
+        raise ValueError(f"RSPO_MAX_NEW_TOKENS must be a positive int, got {value}")
+    return value
+
+
+def extract_response(query: str, prompt: str | None) -> str:
+    """The generated text of ``query`` (= decoded prompt + response): prompt prefix and trailing special tokens removed.
+
+    If the decoded prompt differs from ``prompt`` (tokenizer round trip), the text after the last occurrence of the
+    prompt's final 64 characters is used; failing that, the whole query.
+    """
+    text = query
+    if prompt:
+        if query.startswith(prompt):
+            text = query[len(prompt):]
+        else:
+            tail = prompt[-64:]
+            pos = query.rfind(tail)
+            if pos >= 0:
+                text = query[pos + len(tail):]
+    return _TRAILING_SPECIAL.sub("", text)
+
+
+def _load_tokenizer(name: str):
+    with _tokenizer_lock:
+        if name not in _tokenizer_cache:
+            try:
+                from transformers import AutoTokenizer
+
+                _tokenizer_cache[name] = AutoTokenizer.from_pretrained(name)
+            except Exception as err:  # noqa: BLE001 - fall back to the character proxy, logged once
+                logger.warning("RSPO_TOKENIZER=%s could not be loaded (%s); counting tokens as ceil(chars/4)",
+                               name, err)
+                _tokenizer_cache[name] = None
+        return _tokenizer_cache[name]
+
+
+def count_tokens(response: str, environ=None) -> tuple[int, bool]:
+    """(number of response tokens, exact?) via RSPO_TOKENIZER, else (ceil(len(response) / 4), False)."""
+    environ = os.environ if environ is None else environ
+    name = environ.get("RSPO_TOKENIZER", "").strip()
+    tokenizer = _load_tokenizer(name) if name else None
+    if tokenizer is not None:
+        return len(tokenizer(response, add_special_tokens=False)["input_ids"]), True
+    return math.ceil(len(response) / 4), False
+
+
+def score_one(query: str, prompt: str | None, label, *, kind: str, max_new_tokens: int | None,
+              fallback: str | None = None, environ=None) -> dict[str, float]:
+    """Reward of one response; raises on any grading failure (``reward_func`` turns that into reward 0)."""
+    if label is None:
+        raise ValueError("label (gold answer) is None: set --data.label_key to the answer column")
+    response = extract_response(query, prompt)
+    num_tokens, exact = count_tokens(response, environ)
+    finish_reason = "length" if exact and max_new_tokens and num_tokens >= max_new_tokens else None
+    grade_result = getattr(verify, "grade_result", None)
+    if grade_result is not None:
+        result = grade_result(response, str(label), fallback=fallback, finish_reason=finish_reason)
+        correct = bool(result.correct)
+        if result.status == "error":
+            raise RuntimeError(f"analysis.verify could not compare the answer {result.extracted!r} with {label!r}")
+    else:
+        correct = bool(verify.grade(response, str(label), fallback=fallback, finish_reason=finish_reason))
+    if kind == "pass":
+        value = pass_reward(correct)
+    else:
+        if max_new_tokens is None:
+            raise ValueError("RSPO_REWARD=max needs RSPO_MAX_NEW_TOKENS")
+        value = max_reward(correct, num_tokens, max_new_tokens)
+    return {"reward": value, "correct": float(correct), "num_tokens": float(num_tokens), "proxy": float(not exact)}
+
+
+def reward_func(queries, prompts, labels, **kwargs) -> dict:
+    """OpenRLHF's remote reward function: one reward per query, never None (errors -> 0, counted)."""
+    environ = os.environ
+    kind = reward_kind(environ)
+    max_new = max_new_tokens_from_env(environ)
+    fallback = environ.get("RSPO_GRADE_FALLBACK", "").strip() or None
+    queries = list(queries)
+    prompts = list(prompts) if prompts is not None else [None] * len(queries)
+    labels = list(labels) if labels is not None else [None] * len(queries)
+    rows = []
+    for query, prompt, label in zip(queries, prompts + [None] * (len(queries) - len(prompts)),
+                                    labels + [None] * (len(queries) - len(labels))):
+        try:
+            row = score_one(str(query), prompt, label, kind=kind, max_new_tokens=max_new, fallback=fallback,
+                            environ=environ)
+            row["error"] = 0.0
+        except Exception as err:  # noqa: BLE001 - a reward of None would crash OpenRLHF later
+            logger.warning("reward_func: grading failed (%s: %s); reward 0", type(err).__name__, err)
+            row = {"reward": 0.0, "correct": 0.0, "num_tokens": 0.0, "proxy": 0.0, "error": 1.0}
+        rows.append(row)
+
+    def column(key):
+        return torch.tensor([row[key] for row in rows], dtype=torch.float32)
+
+    return {
+        "rewards": column("reward"),
+        "scores": column("correct"),
+        "extra_logs": {
+            "rspo_correct": column("correct"),
+            "rspo_grade_error": column("error"),
+            "rspo_num_tokens": column("num_tokens"),
+            "rspo_token_proxy": column("proxy"),
+        },
+    }
+
+
+# fail at load time (loudly, when the vLLM engine starts) rather than return 0 for every response
+_KIND_AT_LOAD = reward_kind()
+if _KIND_AT_LOAD == "max" and max_new_tokens_from_env() is None:
+    raise ValueError("RSPO_REWARD=max needs RSPO_MAX_NEW_TOKENS (the launcher sets it from --rollout.max_new_tokens)")

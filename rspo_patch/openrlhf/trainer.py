@@ -1,0 +1,79 @@
+"""The Ray actor that trains with RSPO weights: OpenRLHF's PPOTrainer with ``RSPOExperienceMaker`` swapped in.
+
+Advantages are computed inside the ``PPOTrainer`` Ray actor, not in the driver, so a monkeypatch made in the driver
+never reaches them. ``RSPOPPOTrainer`` is a real subclass of the stock actor class; ``install_trainer()`` rebinds
+``openrlhf.trainer.ppo_trainer.PPOTrainer`` in the driver before ``train()`` runs (``train`` imports that name inside
+the function), so OpenRLHF's own ``train()`` starts our actor. The async trainer (``--train.async_enable``) builds its
+training actor inside another actor; that path is covered by ``rspo_patch.openrlhf.hooks`` instead.
+"""
+
+from __future__ import annotations
+
+import ray
+
+from rspo_patch.openrlhf._version import check_openrlhf_version
+
+check_openrlhf_version()
+
+import openrlhf.trainer.ppo_trainer as _ppo_trainer_module  # noqa: E402
+
+from rspo_patch.openrlhf.experience import RSPOExperienceMaker  # noqa: E402
+
+#: OpenRLHF's PPOTrainer as shipped (the ActorClass), kept before any rebinding.
+STOCK_PPO_TRAINER = getattr(_ppo_trainer_module, "_rspo_stock_PPOTrainer", _ppo_trainer_module.PPOTrainer)
+_ppo_trainer_module._rspo_stock_PPOTrainer = STOCK_PPO_TRAINER
+
+
+def rollout_steps(args, num_prompts: int) -> int:
+    """Rollout steps of a run: num_episodes * (prompts // rollout.batch_size), at least 1 (the k schedule's length)."""
+    return max(1, args.train.num_episodes * (num_prompts // max(1, args.rollout.batch_size)))
+
+
+def attach_rspo_experience_maker(trainer) -> RSPOExperienceMaker:
+    """Replace ``trainer.experience_maker`` by an RSPOExperienceMaker built from the same models, controller and
+    strategy (idempotent); returns it."""
+    maker = trainer.experience_maker
+    if not isinstance(maker, RSPOExperienceMaker):
+        maker = RSPOExperienceMaker(
+            trainer.actor_model_group,
+            trainer.critic_model_group,
+            trainer.reward_model_group,
+            trainer.reference_model_group,
+            trainer.kl_ctl,
+            trainer.strategy,
+            trainer.tokenizer,
+        )
+        trainer.experience_maker = maker
+    return maker
+
+
+class RSPOPPOTrainerActor(STOCK_PPO_TRAINER.__ray_actor_class__):
+    """The stock synchronous PPOTrainer with the RSPO experience maker and a k-schedule step counter."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        maker = attach_rspo_experience_maker(self)
+        if maker.total_steps is None:
+            maker.total_steps = rollout_steps(self.args, len(self.prompts_dataloader))
+
+    def experience_maker_class(self) -> str:
+        """Qualified name of the experience maker in use (for checks from the driver)."""
+        cls = type(self.experience_maker)
+        return f"{cls.__module__}.{cls.__qualname__}"
+
+    def train_step(self, rollout_samples, global_step: int):
+        self.experience_maker.global_step = global_step
+        return super().train_step(rollout_samples, global_step)
+
+
+RSPOPPOTrainer = ray.remote(RSPOPPOTrainerActor)
+
+
+def install_trainer() -> None:
+    """Make OpenRLHF's ``train()`` start RSPOPPOTrainer: rebind ``openrlhf.trainer.ppo_trainer.PPOTrainer``."""
+    _ppo_trainer_module.PPOTrainer = RSPOPPOTrainer
+
+
+def uninstall_trainer() -> None:
+    """Undo ``install_trainer`` (tests)."""
+    _ppo_trainer_module.PPOTrainer = STOCK_PPO_TRAINER

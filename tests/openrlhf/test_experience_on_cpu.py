@@ -1,0 +1,289 @@
+"""RSPOExperienceMaker on real OpenRLHF 0.11.2 Experience objects (CPU)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from rspo_patch.estimators import compute_weights, k_schedule
+from rspo_patch.openrlhf.experience import (
+    RSPOExperienceMaker,
+    group_rewards,
+    keep_last_token_only,
+    parse_hyperparameters,
+    scatter_to_experiences,
+)
+
+N = 8
+P = 3
+
+
+def _by_index(experiences, getter):
+    """{rollout position: getter(experience, row)} over all samples."""
+    out = {}
+    for exp in experiences:
+        for row, j in enumerate(exp.index):
+            out[j] = getter(exp, row)
+    return out
+
+
+def _last_token_values(experiences, field):
+    def get(exp, row):
+        mask = exp.action_mask[row]
+        last = int(mask.nonzero().max())
+        return float(getattr(exp, field)[row, last])
+
+    return _by_index(experiences, get)
+
+
+def _binary_rewards(seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    r = (torch.rand(P, N, generator=gen) < 0.4).float()
+    r[0] = 0.0  # an unsolved group: all weights zero
+    r[1, :2] = 1.0
+    return r
+
+
+def _real_rewards(seed=1):
+    gen = torch.Generator().manual_seed(seed)
+    r = torch.rand(P, N, generator=gen)
+    r[r < 0.3] = 0.0
+    return r
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# registry estimators
+
+
+@pytest.mark.parametrize("name, k, rewards_fn, hp", [
+    ("rspo_pass", 4, _binary_rewards, ()),
+    ("pg", None, _binary_rewards, ()),
+    ("grpo", None, _binary_rewards, ()),
+    ("baseline", 4, _real_rewards, ()),
+    ("rspo_max", 3, _real_rewards, ()),
+    ("pkpo_sloo", 4, _real_rewards, ()),
+    ("rs_grpo", None, _real_rewards, ("--rspo.hp", "beta=2")),
+])
+def test_registry_weights_reach_advantages_by_index(parse_flags, make_experiences, maker_factory, name, k,
+                                                     rewards_fn, hp):
+    flags = ["--algo.advantage.estimator", name, "--rollout.n_samples_per_prompt", str(N), *hp]
+    if k is not None:
+        flags += ["--rspo.k", str(k)]
+    args = parse_flags(*flags)
+    rewards = rewards_fn()
+    expected = compute_weights(name, rewards, k=k or 1, **parse_hyperparameters(list(hp[1:]))).reshape(-1)
+
+    experiences = make_experiences(rewards, n=N, micro_batch=5, seed=3)
+    out = maker_factory(RSPOExperienceMaker, args).compute_advantages_and_returns(experiences)
+
+    last_adv = _last_token_values(out, "advantages")
+    assert sorted(last_adv) == list(range(P * N))
+    got = torch.tensor([last_adv[j] for j in range(P * N)])
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    for exp in out:
+        mask = exp.action_mask
+        # gamma = 1 and kl = 0: the weight is the advantage of every response token, zero elsewhere; no whitening
+        expected_tok = exp.info["rspo_weight"].unsqueeze(1) * mask
+        torch.testing.assert_close(exp.advantages, expected_tok)
+        torch.testing.assert_close(exp.returns, expected_tok)
+        assert exp.kl is None
+        torch.testing.assert_close(exp.info["return"], exp.info["rspo_weight"])
+        torch.testing.assert_close(exp.info["rspo_zero_weight"], (exp.info["rspo_weight"] == 0).float())
+        assert torch.all(exp.info["rspo_k"] == (k or 1))
+        assert exp.info["rspo_weight"].shape == (len(exp.index),)
+        assert "rspo_dropped" not in exp.info
+        assert "group_reward_std" in exp.info
+
+
+def test_rspo_pass_logs_exact_zero_fraction(parse_flags, make_experiences, maker_factory):
+    args = parse_flags("--algo.advantage.estimator", "rspo_pass", "--rspo.k", "4",
+                       "--rollout.n_samples_per_prompt", str(N))
+    rewards = _binary_rewards()
+    out = maker_factory(RSPOExperienceMaker, args).compute_advantages_and_returns(
+        make_experiences(rewards, n=N, micro_batch=4))
+    zero = torch.cat([e.info["rspo_zero_weight"] for e in out])
+    weights = compute_weights("rspo_pass", rewards, k=4)
+    assert zero.mean().item() == pytest.approx((weights == 0).float().mean().item())
+    assert (weights[0] == 0).all()  # the unsolved group
+    assert zero.mean().item() > 0.5
+
+
+def test_kl_penalty_and_cumulative_returns(parse_flags, make_experiences, maker_factory):
+    args = parse_flags("--algo.advantage.estimator", "rspo_pass", "--rspo.k", "2",
+                       "--rollout.n_samples_per_prompt", str(N))
+    rewards = _binary_rewards()
+    experiences = make_experiences(rewards, n=N, micro_batch=6, kl_scale=0.5)
+    kls = [e.kl.clone() for e in experiences]
+    out = maker_factory(RSPOExperienceMaker, args, kl_coef=0.1).compute_advantages_and_returns(experiences)
+    for exp, kl in zip(out, kls):
+        mask = exp.action_mask.float()
+        last = mask.size(1) - 1 - mask.fliplr().argmax(dim=1)
+        per_token = -0.1 * kl * mask
+        per_token[torch.arange(mask.size(0)), last] += exp.info["rspo_weight"]
+        expected = per_token.flip(1).cumsum(1).flip(1)  # gamma = 1
+        torch.testing.assert_close(exp.advantages, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_k_schedule_follows_global_step(parse_flags, make_experiences, maker_factory):
+    args = parse_flags("--algo.advantage.estimator", "rspo_pass", "--rspo.k", "6", "--rspo.k_schedule", "linear",
+                       "--rspo.schedule_steps", "4", "--rollout.n_samples_per_prompt", str(N))
+    maker = maker_factory(RSPOExperienceMaker, args)
+    rewards = _binary_rewards()
+    seen = []
+    for step in range(5):  # one step past the end: clamped to the last k
+        maker.global_step = step
+        out = maker.compute_advantages_and_returns(make_experiences(rewards, n=N, micro_batch=8))
+        k = int(out[0].info["rspo_k"][0])
+        seen.append(k)
+        got = torch.tensor([v for _, v in sorted(_last_token_values(out, "advantages").items())])
+        torch.testing.assert_close(got, compute_weights("rspo_pass", rewards, k=k).reshape(-1))
+    assert seen == [k_schedule("linear", 6, min(s, 3), 4) for s in range(5)]
+    assert seen[0] == 6 and seen[-1] == 1
+
+
+def test_weights_beyond_clip_range_are_counted(parse_flags, make_experiences, maker_factory):
+    args = parse_flags("--algo.advantage.estimator", "rspo_pass", "--rspo.k", "8", "--reward.clip_range", "-2", "2",
+                       "--rollout.n_samples_per_prompt", str(N))
+    rewards = torch.zeros(P, N)
+    rewards[:, 0] = 1.0  # one success per group: weight k = 8
+    out = maker_factory(RSPOExperienceMaker, args).compute_advantages_and_returns(
+        make_experiences(rewards, n=N, micro_batch=8))
+    clipped = torch.cat([e.info["rspo_weight_clipped"] for e in out])
+    assert clipped.sum().item() == P
+    assert max(_last_token_values(out, "advantages").values()) == pytest.approx(2.0)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# --rspo.drop_zero_weight
+
+
+def test_drop_zero_weight_masks_all_but_last_token(parse_flags, make_experiences, maker_factory):
+    flags = ["--algo.advantage.estimator", "rspo_pass", "--rspo.k", "4", "--rollout.n_samples_per_prompt", str(N)]
+    rewards = _binary_rewards()
+    plain = maker_factory(RSPOExperienceMaker, parse_flags(*flags)).compute_advantages_and_returns(
+        make_experiences(rewards, n=N, micro_batch=5, kl_scale=0.3))
+    dropped = maker_factory(RSPOExperienceMaker, parse_flags(*flags, "--rspo.drop_zero_weight"),
+                            kl_coef=0.05).compute_advantages_and_returns(
+        make_experiences(rewards, n=N, micro_batch=5, kl_scale=0.3))
+    n_dropped = 0
+    for a, b in zip(plain, dropped):
+        zero = b.info["rspo_weight"] == 0
+        torch.testing.assert_close(b.info["rspo_dropped"], zero.float())
+        n_dropped += int(zero.sum())
+        for row in range(len(b.index)):
+            if zero[row]:
+                assert int(b.action_mask[row].sum()) == 1  # only the last response token stays
+                last = int(a.action_mask[row].nonzero().max())
+                assert bool(b.action_mask[row, last])
+                assert torch.all(b.advantages[row] == 0) and torch.all(b.returns[row] == 0)
+            else:
+                assert torch.equal(b.action_mask[row], a.action_mask[row])
+    assert n_dropped == int((compute_weights("rspo_pass", rewards, k=4) == 0).sum())
+
+
+def test_token_mean_policy_loss_gradient_is_the_weighted_log_likelihood(parse_flags, make_experiences,
+                                                                       maker_factory):
+    """Through OpenRLHF's real PolicyLoss (token-mean, ratio 1): d loss / d log pi(y_i,t) = -w_i / T_kept."""
+    from openrlhf.models.loss import PolicyLoss
+
+    rewards = _binary_rewards()
+    for drop in (False, True):
+        flags = ["--algo.advantage.estimator", "rspo_pass", "--rspo.k", "4", "--rollout.n_samples_per_prompt", str(N)]
+        args = parse_flags(*flags, *(["--rspo.drop_zero_weight"] if drop else []))
+        out = maker_factory(RSPOExperienceMaker, args).compute_advantages_and_returns(
+            make_experiences(rewards, n=N, micro_batch=P * N))
+        (exp,) = out
+        loss_fn = PolicyLoss(token_level_loss=args.actor.loss_agg_mode == "token-mean")
+        log_probs = torch.zeros_like(exp.advantages, requires_grad=True)
+        loss, *_ = loss_fn(log_probs, log_probs.detach(), exp.advantages, action_mask=exp.action_mask)
+        loss.backward()
+        tokens = exp.action_mask.sum()
+        expected = -exp.info["rspo_weight"].unsqueeze(1) * exp.action_mask / tokens
+        torch.testing.assert_close(log_probs.grad, expected)
+        if drop:
+            assert tokens < sum(int(length) for length in exp.response_length)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# built-in estimators are untouched
+
+
+@pytest.mark.parametrize("name", ["group_norm", "rloo", "dr_grpo", "reinforce_baseline", "reinforce"])
+def test_builtin_estimators_match_stock_maker(parse_flags, make_experiences, maker_factory, name):
+    from openrlhf.trainer.ppo_utils.experience_maker import RemoteExperienceMaker
+
+    args = parse_flags("--algo.advantage.estimator", name, "--rollout.n_samples_per_prompt", str(N))
+    experiences = make_experiences(_real_rewards(), n=N, micro_batch=5, kl_scale=0.2)
+    ours = maker_factory(RSPOExperienceMaker, copy.deepcopy(args), kl_coef=0.01).compute_advantages_and_returns(
+        copy.deepcopy(experiences))
+    stock = maker_factory(RemoteExperienceMaker, copy.deepcopy(args), kl_coef=0.01).compute_advantages_and_returns(
+        copy.deepcopy(experiences))
+    for a, b in zip(ours, stock):
+        assert a.index == b.index
+        torch.testing.assert_close(a.advantages, b.advantages, rtol=0, atol=0)
+        torch.testing.assert_close(a.returns, b.returns, rtol=0, atol=0)
+        assert set(a.info) == set(b.info)
+        assert not any(key.startswith("rspo_") for key in a.info)
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("group_norm", [.866, -.866, -.866, .866, -.5, -.5, -.5, 1.5]),
+    ("dr_grpo", [.5, -.5, -.5, .5, -.25, -.25, -.25, .75]),
+    ("rloo", [.667, -.667, -.667, .667, -.333, -.333, -.333, 1.0]),
+])
+def test_builtin_reference_values(parse_flags, make_experiences, maker_factory, name, expected):
+    args = parse_flags("--algo.advantage.estimator", name, "--rollout.n_samples_per_prompt", "4",
+                       "--rollout.batch_size", "2", "--train.batch_size", "8")
+    out = maker_factory(RSPOExperienceMaker, args).compute_advantages_and_returns(
+        make_experiences([1, 0, 0, 1, 0, 0, 0, 1], n=4, micro_batch=3))
+    got = _last_token_values(out, "advantages")
+    assert [round(got[j], 3) for j in range(8)] == pytest.approx(expected, abs=1e-3)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# pure pieces
+
+
+def test_group_and_scatter_roundtrip(make_experiences):
+    rewards = torch.arange(P * N, dtype=torch.float32)
+    experiences = make_experiences(rewards, n=N, micro_batch=7, seed=5)
+    grouped, indices, exp_len = group_rewards(experiences, N)
+    torch.testing.assert_close(grouped, rewards.reshape(P, N))
+    back = scatter_to_experiences(grouped, indices, exp_len)
+    for exp, values in zip(experiences, back):
+        torch.testing.assert_close(values, exp.rewards)
+
+
+def test_group_rewards_rejects_bad_groups(make_experiences):
+    experiences = make_experiences(torch.zeros(2 * 4), n=4, micro_batch=3)
+    with pytest.raises(ValueError, match="n_samples_per_prompt=3"):
+        group_rewards(experiences, 3)
+    experiences[0].index[0] = experiences[1].index[0]
+    with pytest.raises(ValueError, match="permutation"):
+        group_rewards(experiences, 4)
+
+
+def test_keep_last_token_only():
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0], [1, 1, 1, 1]], dtype=torch.bool)
+    out = keep_last_token_only(mask, torch.tensor([True, False, True]))
+    assert out.tolist() == [[False, False, True, False], [True, True, False, False], [False, False, False, True]]
+    assert out.dtype == mask.dtype
+
+
+def test_parse_hyperparameters():
+    assert parse_hyperparameters(["beta=2", "norm_by_std=False", "eps=1e-6"]) == {
+        "beta": 2.0, "norm_by_std": False, "eps": 1e-6}
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_hyperparameters(["beta"])
+    with pytest.raises(ValueError, match="beta"):
+        parse_hyperparameters(["beta=high"])
+
+
+def test_registry_estimator_needs_launcher_args(parse_flags, maker_factory):
+    args = parse_flags("--algo.advantage.estimator", "rspo_pass", "--rspo.k", "2",
+                       "--rollout.n_samples_per_prompt", "4", "--rollout.batch_size", "2", "--train.batch_size", "8")
+    del args.rspo
+    with pytest.raises(ValueError, match="rspo_patch.openrlhf.launch"):
+        maker_factory(RSPOExperienceMaker, args)
