@@ -1,0 +1,241 @@
+"""n-gram overlap audit of each evaluation benchmark against the training set (GPT-3 style, Brown et al. 2020 §4).
+
+For every benchmark problem we ask: does any word n-gram of its question (default n = 13, as in GPT-3's audit) also
+occur in the training data (training questions, and by default their solutions)? Reported per benchmark:
+
+* ``frac_flagged`` = #problems with >= 1 shared n-gram / #problems;
+* ``overlap`` of a problem = shared n-grams / its n-grams (1.0 = the whole question appears in training text);
+  ``max_overlap`` and ``mean_overlap`` over the problems that have at least n words;
+* ``flagged``: id, overlap, and the training ids holding the shared n-grams (for a human to look at).
+
+Problems shorter than n words cannot be checked and are counted in ``n_too_short`` (they count as not flagged).
+
+Text normalisation (``normalise_text``): lowercase; drop LaTeX spacing (``\\,``, ``\\;``, ``\\!``, ``\\quad``, ``~``,
+``\\left``/``\\right``, ...) and ``$``; ``\\dfrac``/``\\tfrac`` -> ``\\frac``; collapse whitespace. Words
+(``tokenize``): maximal runs of ``[a-z0-9]`` and LaTeX command names (``\\frac``); everything else separates words.
+
+The training n-grams are kept as a set of Python hashes of the word tuples (64-bit; salted per process, never
+stored, so only consistency within one run matters; collisions are negligible at ~10^6 n-grams).
+
+    python -m analysis.contamination --train results/data/math_train.jsonl \\
+        --bench math500=results/data/math500.jsonl --bench aime24=results/data/aime24.jsonl \\
+        --out-json results/tables/contamination.json --out-csv results/tables/contamination.csv [--n 13]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import logging
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+
+from tqdm import tqdm
+
+from analysis.datasets import read_jsonl
+
+log = logging.getLogger(__name__)
+
+NORMALISER_VERSION = "1"
+CSV_COLUMNS = ["benchmark", "n", "n_problems", "n_too_short", "n_flagged", "frac_flagged", "max_overlap",
+               "mean_overlap", "train_rows", "train_ngrams"]
+
+_SPACING_RE = re.compile(r"\\(?:[,;:! ]|quad\b|qquad\b|enspace\b|thinspace\b|medspace\b|thickspace\b|left\b|right\b"
+                         r"|displaystyle\b|hspace\*?\{[^}]*\}|vspace\*?\{[^}]*\})|~|\$")
+_WORD_RE = re.compile(r"\\[a-z]+|[a-z0-9]+")
+
+
+def normalise_text(text: str) -> str:
+    """Lowercase, strip LaTeX spacing commands and ``$``, unify ``\\dfrac``/``\\tfrac``, collapse whitespace."""
+    t = text.lower()
+    t = _SPACING_RE.sub(" ", t)
+    t = re.sub(r"\\[dt]frac(?![a-z])", r"\\frac", t)
+    return " ".join(t.split())
+
+
+def tokenize(text: str) -> list[str]:
+    """Normalised words of ``text``: ``[a-z0-9]+`` runs and LaTeX command names (see module docstring)."""
+    return _WORD_RE.findall(normalise_text(text))
+
+
+def ngram_hashes(words: list[str], n: int) -> Iterator[int]:
+    """Hashes of the ``len(words) - n + 1`` contiguous word n-grams (none if fewer than n words)."""
+    for i in range(len(words) - n + 1):
+        yield hash(tuple(words[i : i + n]))
+
+
+def _check_n(n: int) -> None:
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"n-gram size n={n!r}; expected a positive integer (GPT-3 used 13)")
+
+
+def training_texts(row: Mapping, include_solutions: bool = True) -> list[str]:
+    """Texts of one training row: its question, plus ``meta.solution`` when present and asked for."""
+    texts = [row.get("question") or ""]
+    sol = (row.get("meta") or {}).get("solution")
+    if include_solutions and isinstance(sol, str):
+        texts.append(sol)
+    return texts
+
+
+def build_index(train_rows: Iterable[Mapping], n: int = 13, *, include_solutions: bool = True) -> set[int]:
+    """Set of hashed word n-grams over all training texts."""
+    _check_n(n)
+    index: set[int] = set()
+    for row in tqdm(train_rows, desc="train n-grams", unit="row", disable=None):
+        for text in training_texts(row, include_solutions):
+            index.update(ngram_hashes(tokenize(text), n))
+    return index
+
+
+def problem_overlap(question: str, index: set[int], n: int) -> tuple[int, int]:
+    """(shared n-grams, total n-grams) of one question against the index; total 0 if under n words."""
+    grams = list(ngram_hashes(tokenize(question), n))
+    return sum(g in index for g in grams), len(grams)
+
+
+def audit_rows(name: str, rows: list[Mapping], index: set[int], n: int) -> dict:
+    """Per-benchmark summary (see module docstring) with ``flagged`` entries ``{id, overlap, shared, total}``."""
+    flagged, overlaps, too_short = [], [], 0
+    for row in rows:
+        shared, total = problem_overlap(row.get("question") or "", index, n)
+        if total == 0:
+            too_short += 1
+            continue
+        ratio = shared / total
+        overlaps.append(ratio)
+        if shared:
+            flagged.append({"id": row["id"], "overlap": ratio, "shared": shared, "total": total})
+    n_problems = len(rows)
+    return {
+        "benchmark": name,
+        "n": n,
+        "n_problems": n_problems,
+        "n_too_short": too_short,
+        "n_flagged": len(flagged),
+        "frac_flagged": len(flagged) / n_problems if n_problems else 0.0,
+        "max_overlap": max(overlaps) if overlaps else 0.0,
+        "mean_overlap": sum(overlaps) / len(overlaps) if overlaps else 0.0,
+        "flagged": sorted(flagged, key=lambda f: (-f["overlap"], str(f["id"]))),
+    }
+
+
+def attach_train_ids(results: dict[str, dict], bench_rows: dict[str, list[Mapping]], train_rows: list[Mapping],
+                     n: int, *, include_solutions: bool = True, max_ids: int = 5) -> None:
+    """Second, targeted pass: for each flagged problem, the ids of (up to ``max_ids``) training rows sharing an n-gram.
+
+    Only the flagged problems' n-grams are looked up, so this costs one scan of the training set.
+    """
+    wanted: dict[int, list[tuple[str, int]]] = {}  # n-gram hash -> [(benchmark, index in flagged list)]
+    for name, res in results.items():
+        by_id = {r["id"]: r for r in bench_rows[name]}
+        for j, f in enumerate(res["flagged"]):
+            f["train_ids"] = []
+            for g in set(ngram_hashes(tokenize(by_id[f["id"]].get("question") or ""), n)):
+                wanted.setdefault(g, []).append((name, j))
+    if not wanted:
+        return
+    for row in train_rows:
+        grams = set()
+        for text in training_texts(row, include_solutions):
+            grams.update(ngram_hashes(tokenize(text), n))
+        for g in grams & wanted.keys():
+            for name, j in wanted[g]:
+                ids = results[name]["flagged"][j]["train_ids"]
+                if row.get("id") not in ids and len(ids) < max_ids:
+                    ids.append(row.get("id"))
+
+
+def _atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def audit(train_path: str | os.PathLike, benches: Mapping[str, str | os.PathLike], out_json: str | os.PathLike,
+          out_csv: str | os.PathLike, *, n: int = 13, include_solutions: bool = True) -> dict:
+    """Audit every benchmark JSONL in ``benches`` (name -> path) against the training JSONL; write JSON + CSV.
+
+    Inputs are checked (n, non-empty benchmark list, files exist) before the training set is read.
+    Returns the JSON document: ``{n, train, train_rows, train_ngrams, include_solutions, normaliser_version,
+    benchmarks: {name: summary}}``; the CSV has one row per benchmark with ``CSV_COLUMNS``.
+    """
+    _check_n(n)
+    if not benches:
+        raise ValueError("no benchmarks given; expected at least one NAME=PATH")
+    missing = [str(p) for p in [train_path, *benches.values()] if not Path(p).is_file()]
+    if missing:
+        raise ValueError(f"input file(s) not found: {missing}")
+    train_rows = read_jsonl(train_path)
+    log.info("indexing %d training rows (n=%d, solutions=%s)", len(train_rows), n, include_solutions)
+    index = build_index(train_rows, n, include_solutions=include_solutions)
+    bench_rows = {name: read_jsonl(p) for name, p in benches.items()}
+    results = {name: audit_rows(name, rows, index, n) for name, rows in bench_rows.items()}
+    attach_train_ids(results, bench_rows, train_rows, n, include_solutions=include_solutions)
+    for res in results.values():
+        res["train_rows"], res["train_ngrams"] = len(train_rows), len(index)
+        log.info("%s: %d/%d flagged (%.1f%%), max overlap %.3f", res["benchmark"], res["n_flagged"],
+                 res["n_problems"], 100 * res["frac_flagged"], res["max_overlap"])
+    doc = {"n": n, "train": str(train_path), "train_rows": len(train_rows), "train_ngrams": len(index),
+           "include_solutions": include_solutions, "normaliser_version": NORMALISER_VERSION, "benchmarks": results}
+    _atomic_write_text(out_json, json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for res in results.values():
+        w.writerow(res)
+    _atomic_write_text(out_csv, buf.getvalue())
+    return doc
+
+
+def parse_bench_args(items: list[str]) -> dict[str, str]:
+    """``["math500=a.jsonl", ...]`` -> ``{"math500": "a.jsonl"}``; ValueError on a malformed or repeated name."""
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--bench {item!r}: expected NAME=PATH")
+        if name in out:
+            raise ValueError(f"--bench name {name!r} given twice; expected each benchmark once")
+        out[name] = path
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point (see module docstring)."""
+    p = argparse.ArgumentParser(prog="python -m analysis.contamination", description=__doc__.split("\n")[0])
+    p.add_argument("--train", required=True, help="training set JSONL (rows {id, question, answer, meta})")
+    p.add_argument("--bench", action="append", required=True, metavar="NAME=PATH", help="benchmark JSONL (repeat)")
+    p.add_argument("--out-json", required=True, help="output JSON (summary + flagged problems)")
+    p.add_argument("--out-csv", required=True, help="output CSV (one row per benchmark)")
+    p.add_argument("--n", type=int, default=13, help="word n-gram size (GPT-3: 13)")
+    p.add_argument("--questions-only", action="store_true", help="index training questions only, not solutions")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        doc = audit(args.train, parse_bench_args(args.bench), args.out_json, args.out_csv, n=args.n,
+                    include_solutions=not args.questions_only)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for res in doc["benchmarks"].values():
+        print(f"{res['benchmark']}: {res['n_flagged']}/{res['n_problems']} flagged, max overlap {res['max_overlap']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
