@@ -41,7 +41,8 @@ def check_config(
 ) -> None:
     """Raise ConfigError (a ValueError) on the first semantic problem of ``config``; return None if it can run.
 
-    estimators: the registry (name -> spec with ``uses_k``); check_estimator_args(name, n=, k=, binary_rewards=)
+    estimators: the registry (name -> spec with ``uses_k``); check_estimator_args(name, n=, k=, binary_rewards=,
+    k_schedule=)
     raises ValueError for an illegal (estimator, n, k, reward) combination; benchmarks: the known benchmark names
     (analysis.datasets.BENCHMARKS plus the synthetic ones); path_exists: injectable for tests.
     """
@@ -128,6 +129,7 @@ def _check_cell(fam_name: str, cell: Cell, estimators: Mapping, check_estimator_
     if cell.k < 1:
         _fail(where, f"k={cell.k} must be >= 1")
     try:
-        check_estimator_args(cell.algo, n=cell.n, k=cell.k, binary_rewards=(cell.reward == "pass"))
+        check_estimator_args(cell.algo, n=cell.n, k=cell.k, binary_rewards=(cell.reward == "pass"),
+                             k_schedule=cell.k_schedule)
     except ValueError as e:
         _fail(where, " ".join(str(e).split()))  # one line, whatever the registry's message looks like

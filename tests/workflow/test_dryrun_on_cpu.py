@@ -1,0 +1,123 @@
+"""Dry runs of the shipped configs: job counts per rule are what the families require (each cell trained once), and
+the Slurm profile turns the GPU rules into sbatch calls that request the GPUs (fake sbatch on PATH, nothing runs)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from wf_helpers import REPO, dryrun_jobs, load_yaml
+
+import cells as C
+
+
+def _figure_count() -> int:
+    import importlib.util
+
+    from analysis.figures import FIGURES
+
+    have_bandit = importlib.util.find_spec("rspo_patch.bandit") is not None
+    return sum(1 for spec in FIGURES.values() if spec["needs"] != "bandit" or have_bandit)
+
+
+def _uses_k(algo: str) -> bool:
+    from rspo_patch.estimators import ESTIMATORS
+
+    return ESTIMATORS[algo].uses_k
+
+
+def test_paper_config_trains_each_cell_once(tmp_path):
+    jobs = dryrun_jobs(REPO / "config" / "paper.yaml", tmp_path)
+    # Trained cells, counted by hand from config/paper.yaml:
+    #   1.5B main: pg + baseline k{2,4,8} + rspo_pass k{2,4,8}                        7
+    #   n_scaling: rspo_pass k4 n{4,8,16,32}; n16 is main's                           +3
+    #   maxk: pg/max + baseline k{2,4,8}/max + rspo_max k{2,4,8}                      +7
+    #   grpo: pg (main's) + grpo                                                      +1
+    #   peers: pkpo_sloo k4, passk_chen k4, grpo_passk, rs_grpo, rspo_pass k8 cosine  +5
+    #   contamination: the main cells again                                           +0
+    #   7B main                                                                       +7
+    assert jobs["train"] == 30
+    # Evaluations (generate = verify = score), one per (cell, benchmark):
+    #   1.5B base: 5 main benchmarks + aime25 + livemathbench                         7
+    #   1.5B main cells: 7 x (5 + 2 contamination)                                    49
+    #   n_scaling 3, maxk 7, grpo 1, peers 5 new cells x 5                            80
+    #   7B base + 7 cells, x 5                                                        40
+    assert jobs["generate"] == jobs["verify"] == jobs["score"] == 7 + 49 + 80 + 40
+    assert jobs["prepare_benchmark"] == 8  # 7 benchmarks + the MATH train set
+    assert jobs["fetch_model"] == 3  # two policies + the xVerify judge
+    assert jobs["figure"] == _figure_count()
+    for rule in ("aggregate", "report", "effective_config", "all"):
+        assert jobs[rule] == 1
+    assert "pretrain_model" not in jobs and "arithmetic" not in jobs
+
+
+def test_train_jobs_equal_unique_cells_of_the_config(tmp_path):
+    cfg = load_yaml(REPO / "config" / "paper.yaml")
+    per = C.family_cells(cfg["families"], uses_k=_uses_k)
+    listed = sum(len([c for c in cells if not c.is_base]) for cells in per.values())
+    unique = C.unique_cells(per, trained_only=True)
+    assert listed > len(unique)  # families share cells ...
+    assert len(unique) == 30  # ... which are trained once
+
+
+def test_default_config_dry_run(tmp_path):
+    jobs = dryrun_jobs(REPO / "config" / "config.yaml", tmp_path)
+    # main 5 + n_scaling 2 (n4, n16) + maxk 3 + grpo 1 + peers 2 (pkpo_sloo, rspo_pass k8 linear)
+    assert jobs["train"] == 13
+    assert jobs["generate"] == jobs["verify"] == jobs["score"] == 14  # + the base model, one benchmark
+    assert jobs["pretrain_model"] == 1 and jobs["arithmetic"] == 1
+    assert "fetch_model" not in jobs and "prepare_benchmark" not in jobs  # offline
+    assert jobs["figure"] == _figure_count()
+
+
+def test_contamination_target(tmp_path):
+    jobs = dryrun_jobs(REPO / "config" / "paper.yaml", tmp_path, targets={"contamination"})
+    assert jobs["generate"] == 30 * 2  # every trained checkpoint on aime25 and livemathbench
+    assert jobs["ngram_audit"] == 7  # every benchmark against the MATH train set
+    assert jobs["contamination"] == 1
+
+
+def _touch(path, is_dir=False):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if is_dir:
+        path.mkdir(exist_ok=True)
+        (path / "config.json").write_text("{}")
+    else:
+        path.write_text("")
+
+
+def test_slurm_profile_submits_gpu_jobs(tmp_path, fake_slurm, monkeypatch):
+    """`snakemake --profile slurm` from the repo root: real sbatch lines built by the plugin, GPUs on GPU rules."""
+    import time
+
+    from snakemake.cli import main
+
+    wd = tmp_path / "wd"
+    base = "results/eval/model~qwen25_math_1p5b/algo~base/k~1/n~1/reward~pass/seed~0"
+    pg = "results/train/model~qwen25_math_1p5b/algo~pg/k~1/n~16/reward~pass/seed~0"
+    # inputs of one job per rule kind, so that exactly these four jobs are submitted
+    for d in ("results/models/qwen25_math_1p5b", "results/models/xverify"):
+        _touch(wd / d, is_dir=True)
+    for f in ("math_train", "aime24", "amc23", "math500"):
+        _touch(wd / f"results/data/{f}.jsonl")
+    time.sleep(0.05)
+    _touch(wd / base / "amc23" / "samples.jsonl")
+    _touch(wd / base / "math500" / "verified.jsonl")
+    targets = [f"{pg}/train_log.jsonl", f"{base}/aime24/samples.jsonl", f"{base}/amc23/verified.jsonl",
+               f"{base}/math500/metrics.csv"]
+    monkeypatch.chdir(REPO)  # `--profile slurm` resolves ./slurm -> profiles/slurm
+    monkeypatch.setenv("RSPO_GPU_PARTITION", "gpu-test")
+    monkeypatch.setenv("RSPO_CPU_PARTITION", "cpu-test")
+    with pytest.raises(SystemExit):
+        main(["--profile", "slurm", "--directory", str(wd), "--retries", "0", "--quiet", "all",
+              "--slurm-init-seconds-before-status-checks", "1", *targets, "--configfile", "config/paper.yaml"])
+    calls = [line for line in fake_slurm.read_text().splitlines() if line.startswith("sbatch ")]
+    by_rule = {re.search(r"--comment rule_(\w+?)_wildcards", c).group(1): c for c in calls}
+    assert set(by_rule) == {"train", "generate", "verify", "score"}
+    train = by_rule["train"]
+    assert "--gpus=8" in train and "-p gpu-test" in train and "--cpus-per-task=64" in train
+    assert "--nodes=1" in train and "--exclusive" in train and "--requeue" in train and "-t 1440" in train
+    assert "--gpus=1" in by_rule["generate"] and "-p gpu-test" in by_rule["generate"]
+    assert "--gpus=1" in by_rule["verify"]  # xVerify judge on a GPU
+    assert "--gpus" not in by_rule["score"] and "-p cpu-test" in by_rule["score"]
+    assert "--configfiles" in train and "paper.yaml" in train  # the job re-reads the same config
