@@ -69,6 +69,9 @@ XVERIFY_LABELS = ("Correct", "Incorrect", "invalid")
 
 # extra seconds a worker gets past the soft timeout before it is killed (the soft alarm normally fires first)
 _HARD_GRACE_S = 1.0
+# how long a new grading worker may take to start and warm up; a pool gives up after this many failed starts in a row
+_STARTUP_TIMEOUT_S = 120.0
+_MAX_FAILED_STARTS = 3
 
 
 class GradeResult(NamedTuple):
@@ -305,23 +308,34 @@ def _pre_grade(output: str, gold: str, fallback: str | None,
 
 
 def grade_result(output: str, gold: str, *, fallback: str | None = None, finish_reason: str | None = None,
-                 timeout: float | None = 5.0) -> GradeResult:
-    """Grade one pair in this process; GradeResult(extracted, correct, status).
+                 timeout: float | None = 5.0, isolate: bool | None = None) -> GradeResult:
+    """Grade one pair; GradeResult(extracted, correct, status).
 
-    The soft timeout (seconds) only works in the main thread (signals); in other threads there is none, so use
-    ``grade_many`` (processes) for untrusted outputs there.
+    Extraction and the plain-number fast path always run here. A pair that needs math-verify runs
+    - in this process under a soft ``timeout`` alarm (``isolate=False``; the default in the main thread), or
+    - in a persistent grading worker process with a hard deadline (``isolate=True``; the default in other threads,
+      where signals cannot be used: e.g. OpenRLHF's reward threads). Thread-safe; ``timeout=None`` disables both
+      limits (and isolation).
     """
     extracted, pre = _pre_grade(output, gold, fallback, finish_reason)
     if pre is not None:
         return pre
-    correct, status = _compare_with_timeout(extracted, gold, timeout)
+    if isolate is None:
+        isolate = threading.current_thread() is not threading.main_thread()
+    if isolate and timeout is not None:
+        if not (math.isfinite(timeout) and timeout > 0):
+            raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
+        correct, status = _shared_service().compare(extracted, gold, float(timeout))
+    else:
+        correct, status = _compare_with_timeout(extracted, gold, timeout)
     return GradeResult(extracted, correct, status)
 
 
 def grade(output: str, gold: str, *, fallback: str | None = None, finish_reason: str | None = None,
-          timeout: float | None = 5.0) -> bool:
+          timeout: float | None = 5.0, isolate: bool | None = None) -> bool:
     """True iff ``output``'s final answer equals ``gold`` (see the module docstring); truncated -> False."""
-    return grade_result(output, gold, fallback=fallback, finish_reason=finish_reason, timeout=timeout).correct
+    return grade_result(output, gold, fallback=fallback, finish_reason=finish_reason, timeout=timeout,
+                        isolate=isolate).correct
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -340,6 +354,14 @@ def _worker_main(conn, mem_limit_mb: int | None) -> None:
         except (ImportError, ValueError, OSError):
             pass
     logging.getLogger("math_verify").setLevel(logging.ERROR)
+    try:  # warm up (imports, regexes, the ANTLR parser) so the first real item is not charged for it
+        _compare_with_timeout("\\frac{1}{2}", "0.5", None)
+    except BaseException:  # noqa: BLE001 - a broken worker shows up on its first job
+        pass
+    try:
+        conn.send(("ready",))
+    except (EOFError, OSError):
+        return
     while True:
         try:
             job = conn.recv()
@@ -378,9 +400,25 @@ class _Worker:
         self.proc = ctx.Process(target=_worker_main, args=(child, mem_limit_mb), daemon=True)
         self.proc.start()
         child.close()
+        self.ready = False
         self.job: tuple[int, float] | None = None
 
+    def wait_ready(self, startup_timeout: float = _STARTUP_TIMEOUT_S) -> None:
+        """Block until the worker has warmed up; OSError if it dies or takes longer than startup_timeout."""
+        if self.ready:
+            return
+        if not self.conn.poll(startup_timeout):
+            raise OSError(f"grading worker {self.proc.pid} did not start within {startup_timeout} s")
+        if self.conn.recv() != ("ready",):
+            raise OSError(f"grading worker {self.proc.pid} sent an unexpected greeting")
+        self.ready = True
+
     def submit(self, idx: int, answer: str, gold: str, timeout: float, soft: bool = True) -> None:
+        """Send one job once the worker is ready; the hard deadline starts now."""
+        try:
+            self.wait_ready()
+        except EOFError as e:
+            raise OSError(f"grading worker {self.proc.pid} died while starting") from e
         self.conn.send((idx, answer, gold, timeout if soft else None))
         self.job = (idx, time.monotonic() + timeout + max(_HARD_GRACE_S, 0.5 * timeout))
 
@@ -400,6 +438,82 @@ class _Worker:
             pass
         self.proc.join(timeout=1)
         self.kill()
+
+
+class _GradingService:
+    """Up to ``max_workers`` persistent grading processes shared by all threads of this process.
+
+    ``compare`` borrows an idle worker (starting one if fewer than max_workers exist, else waiting), sends one pair
+    and waits for the answer until the hard deadline; an overdue worker is killed and replaced.
+    """
+
+    def __init__(self, max_workers: int, mem_limit_mb: int | None):
+        self.max_workers = max_workers
+        self.mem_limit_mb = mem_limit_mb
+        self._ctx = _mp_context()
+        self._idle: list[_Worker] = []
+        self._started = 0
+        self._cond = threading.Condition()
+
+    def _borrow(self) -> _Worker:
+        with self._cond:
+            while not self._idle and self._started >= self.max_workers:
+                self._cond.wait()
+            if self._idle:
+                return self._idle.pop()
+            self._started += 1
+        try:
+            return _Worker(self._ctx, self.mem_limit_mb)
+        except BaseException:
+            with self._cond:
+                self._started -= 1
+                self._cond.notify()
+            raise
+
+    def _give_back(self, w: _Worker | None) -> None:
+        with self._cond:
+            if w is None:
+                self._started -= 1
+            else:
+                self._idle.append(w)
+            self._cond.notify()
+
+    def compare(self, answer: str, gold: str, timeout: float) -> tuple[bool, str]:
+        w = self._borrow()
+        try:
+            w.submit(0, answer, gold, timeout)  # waits for a fresh worker to warm up first
+            remaining = w.job[1] - time.monotonic()
+            if w.conn.poll(max(0.0, remaining)):
+                _, correct, status = w.conn.recv()
+                w.job = None
+                self._give_back(w)
+                return correct, status
+            result = (False, "timeout")
+        except (EOFError, OSError):  # the worker died (segfault, OOM kill)
+            result = (False, "error")
+        except BaseException:
+            w.kill()
+            self._give_back(None)
+            raise
+        w.kill()
+        self._give_back(None)
+        return result
+
+
+_SERVICE: _GradingService | None = None
+_SERVICE_LOCK = threading.Lock()
+
+
+def _shared_service() -> _GradingService:
+    """The process-wide grading service; RSPO_VERIFY_WORKERS sets its size (default 2)."""
+    global _SERVICE
+    with _SERVICE_LOCK:
+        if _SERVICE is None:
+            n = int(os.environ.get("RSPO_VERIFY_WORKERS", "2"))
+            if n < 1:
+                raise ValueError(f"RSPO_VERIFY_WORKERS must be >= 1, got {n}")
+            _SERVICE = _GradingService(n, mem_limit_mb=4096)
+        return _SERVICE
 
 
 def default_workers(n_items: int) -> int:
@@ -427,16 +541,21 @@ def _run_pool(jobs: list[tuple[str, str]], *, timeout: float, workers: int, mem_
     bar = tqdm(total=len(jobs), desc="grading", unit="pair", disable=not progress, leave=False)
     try:
         pool = [_Worker(ctx, mem_limit_mb) for _ in range(min(workers, len(jobs)))]
+        failed_starts = 0
         while pending or any(w.job for w in pool):
-            for w in pool:
+            for slot, w in enumerate(pool):
                 if w.job is None and pending:
                     i = pending.popleft()
                     try:
                         w.submit(i, jobs[i][0], jobs[i][1], timeout, soft_timeout)
-                    except (OSError, BrokenPipeError):  # worker died while idle: replace it, retry the item
+                        failed_starts = 0
+                    except OSError as e:  # died while starting or idle: replace it, retry the item
+                        failed_starts += 1
+                        if failed_starts > _MAX_FAILED_STARTS:
+                            raise RuntimeError(f"grading workers keep failing to start ({e})") from e
                         pending.appendleft(i)
                         w.kill()
-                        pool[pool.index(w)] = _Worker(ctx, mem_limit_mb)
+                        pool[slot] = _Worker(ctx, mem_limit_mb)
             busy = [w for w in pool if w.job]
             if not busy:
                 continue

@@ -167,14 +167,29 @@ def test_memory_cap_gives_error_not_crash():
     assert res[0].correct is False and res[0].status == "error"
 
 
-def test_in_process_soft_timeout_and_threads():
-    r = V.grade_result("\\boxed{" + "1+" * 200_000 + "1}", "5", timeout=0.5)
+def test_in_process_soft_timeout():
+    r = V.grade_result("\\boxed{" + "1+" * 200_000 + "1}", "5", timeout=0.5, isolate=False)
     assert r.status == "timeout" and not r.correct
-    out = {}
-    th = threading.Thread(target=lambda: out.setdefault("r", V.grade("\\boxed{\\frac{2}{4}}", "0.5")))
-    th.start()
-    th.join(30)
-    assert out["r"] is True  # no "signal only works in main thread" error
+
+
+def test_threads_grade_in_isolated_workers():
+    """Signals cannot be used outside the main thread: there pairs go to the shared worker processes, which still
+    enforce the timeout (OpenRLHF calls the reward function from worker threads)."""
+    bad = "\\boxed{" + "\\frac{1}{" * 3000 + "2" + "}" * 3000 + "}"
+    items = [("\\boxed{\\frac{2}{4}}", "0.5"), (bad, "5"), ("\\boxed{x=3}", "3"), ("\\boxed{7}", "7")]
+    out = [None] * len(items)
+
+    def run(i):
+        out[i] = V.grade_result(*items[i], timeout=1.0)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(items))]
+    t = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(60)
+    assert [(r.correct, r.status) for r in out] == [(True, "ok"), (False, "timeout"), (True, "ok"), (True, "ok")]
+    assert time.perf_counter() - t < 30
 
 
 # ---------------------------------------------------------------------------------------------------------------------
