@@ -61,6 +61,11 @@ class RSPOPPOTrainerActor(STOCK_PPO_TRAINER.__ray_actor_class__):
         cls = type(self.experience_maker)
         return f"{cls.__module__}.{cls.__qualname__}"
 
+    def compute_advantages(self, experiences):
+        """Run the experience maker's advantage step on given experiences and return them (diagnostics: lets the
+        driver check the weights inside the actor without a rollout)."""
+        return self.experience_maker.compute_advantages_and_returns(experiences)
+
     def train_step(self, rollout_samples, global_step: int):
         self.experience_maker.global_step = global_step
         return super().train_step(rollout_samples, global_step)

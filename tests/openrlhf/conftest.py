@@ -166,3 +166,9 @@ def make_maker(cls, args, kl_coef=0.0):
 @pytest.fixture(scope="session")
 def maker_factory():
     return make_maker
+
+
+@pytest.fixture(scope="session")
+def cpu_stub_installer():
+    """install_cpu_stubs, for Ray's worker_process_setup_hook in the Ray test (pickled by value)."""
+    return install_cpu_stubs

@@ -1,0 +1,79 @@
+"""reward_func.py loaded and called the way OpenRLHF 0.11.2 does it (SingleTurnAgentExecutor, CPU)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import pytest
+import torch
+
+from rspo_patch.openrlhf import launch
+
+REWARD_FILE = str(launch.REWARD_FUNC_FILE)
+PROMPT = "<|im_start|>user\nWhat is 6*7? Put the answer in \\boxed{}.<|im_end|>\n<|im_start|>assistant\n"
+RIGHT = "6*7 = 42, so the answer is \\boxed{42}."
+WRONG = "I think it is \\boxed{41}."
+
+
+def _executor(monkeypatch, **env):
+    from openrlhf.utils.agent import SingleTurnAgentExecutor
+
+    for key in ("RSPO_REWARD", "RSPO_MAX_NEW_TOKENS", "RSPO_TOKENIZER", "RSPO_GRADE_FALLBACK"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return SingleTurnAgentExecutor(remote_rm_url=[REWARD_FILE])  # loads the file with spec_from_file_location
+
+
+def _call(executor, response, label, prompt=PROMPT):
+    query = prompt + response + "<|im_end|>"
+    (info,) = asyncio.run(executor._fetch_rewards_via_func([query], [prompt], [label]))
+    # what SamplesGenerator does with the values: torch.tensor([value])
+    return {"reward": torch.tensor([info["rewards"]]).item(), "score": torch.tensor([info["scores"]]).item(),
+            **{key: torch.tensor([value]).item() for key, value in info["extra_logs"].items()}}
+
+
+def test_pass_reward(monkeypatch):
+    executor = _executor(monkeypatch)
+    right = _call(executor, RIGHT, "42")
+    assert (right["reward"], right["score"], right["rspo_correct"], right["rspo_grade_error"]) == (1.0, 1.0, 1.0, 0.0)
+    wrong = _call(executor, WRONG, "42")
+    assert (wrong["reward"], wrong["rspo_correct"], wrong["rspo_grade_error"]) == (0.0, 0.0, 0.0)
+    # the prompt's own "\boxed{}" is not mistaken for the answer
+    assert _call(executor, "no idea", "42")["reward"] == 0.0
+
+
+def test_grading_failure_is_zero_and_counted(monkeypatch):
+    executor = _executor(monkeypatch)
+    result = _call(executor, RIGHT, None)  # no gold answer
+    assert result["reward"] == 0.0 and result["rspo_grade_error"] == 1.0
+
+
+def test_max_reward_with_character_proxy(monkeypatch):
+    executor = _executor(monkeypatch, RSPO_REWARD="max", RSPO_MAX_NEW_TOKENS="100")
+    right = _call(executor, RIGHT, "42")
+    tokens = math.ceil(len(RIGHT) / 4)
+    assert right["rspo_num_tokens"] == tokens and right["rspo_token_proxy"] == 1.0
+    assert right["reward"] == pytest.approx(1 - 0.5 * tokens / 100)
+    assert right["score"] == 1.0
+    assert _call(executor, WRONG, "42")["reward"] == 0.0
+
+
+def test_max_reward_needs_max_new_tokens(monkeypatch):
+    with pytest.raises(ValueError, match="RSPO_MAX_NEW_TOKENS"):
+        _executor(monkeypatch, RSPO_REWARD="max")
+
+
+def test_bad_reward_kind(monkeypatch):
+    with pytest.raises(ValueError, match="RSPO_REWARD"):
+        _executor(monkeypatch, RSPO_REWARD="maximum")
+
+
+def test_extract_response():
+    from rspo_patch.openrlhf.reward_func import extract_response
+
+    assert extract_response(PROMPT + RIGHT + "<|im_end|><|endoftext|>", PROMPT) == RIGHT
+    # decoded prompt differs from the prompt string at the start: fall back to the prompt's tail
+    assert extract_response("X" + PROMPT[1:] + RIGHT, PROMPT) == RIGHT
+    assert extract_response(RIGHT + "</s>", None) == RIGHT
