@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from analysis.verify import last_boxed  # the ONE answer extractor (also used to grade outputs)
+
 log = logging.getLogger(__name__)
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -143,44 +145,6 @@ def strip_math_delimiters(s: str) -> str:
     return t
 
 
-def last_boxed(text: str) -> str | None:
-    """Content of the last ``\\boxed{...}`` (or ``\\fbox{...}``) in ``text``, with balanced-brace parsing.
-
-    ``\\boxed{\\frac{1}{2}}`` -> ``\\frac{1}{2}``; the brace-less form ``\\boxed 5`` -> ``5``. Returns None when there
-    is no box or its braces never close.
-    """
-    best = None
-    for m in re.finditer(r"\\(?:boxed|fbox)\b", text):
-        best = m
-    if best is None:
-        return None
-    i = best.end()
-    n = len(text)
-    while i < n and text[i] == " ":
-        i += 1
-    if i < n and text[i] != "{":
-        # "\boxed 5" / "\boxed 5.": one token up to whitespace or "$"
-        m = re.match(r"[^\s$]+", text[i:])
-        return m.group(0).rstrip(".") if m else None
-    if i >= n:
-        return None
-    depth = 0
-    j = i
-    while j < n:
-        c = text[j]
-        if c == "\\":  # a LaTeX escape such as \{ or \\: skip the escaped character
-            j += 2
-            continue
-        if c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth == 0:
-                return text[i + 1 : j]
-        j += 1
-    return None
-
-
 # ----------------------------------------------------------------------------------------------------------------------
 # Row normalisers: raw dataset row -> (question, answer, meta). One per schema.
 
@@ -226,7 +190,8 @@ def _olympiad_row(raw: dict) -> tuple[str, str, dict]:
 
 
 def _math_train_row(raw: dict) -> tuple[str, str, dict]:
-    """MATH train: answer = content of the last ``\\boxed{}`` of ``solution`` (balanced braces).
+    """MATH train: answer = content of the last ``\\boxed{}`` of ``solution`` (balanced braces;
+    ``analysis.verify.last_boxed``, the same extractor that grades model outputs).
 
     meta: level, type (subject), solution (kept: the contamination audit and SFT-style uses need it).
     Raises ValueError when the solution has no box.
@@ -574,7 +539,8 @@ def main(argv: list[str] | None = None) -> int:
     pa = sub.add_parser("arithmetic", help="write synthetic arithmetic train/test sets")
     pa.add_argument("--train", required=True, help="output train JSONL")
     pa.add_argument("--test", required=True, help="output test JSONL")
-    pa.add_argument("--tiers", default="add2", help=f"comma-separated tiers from {', '.join(TIERS)}")
+    pa.add_argument("--tiers", nargs="+", default=["add2"],
+                    help=f"tiers from {', '.join(TIERS)} (space- or comma-separated)")
     pa.add_argument("--n-train", type=int, default=2000, help="total train rows (split over tiers)")
     pa.add_argument("--n-test", type=int, default=200, help="total test rows (split over tiers)")
     pa.add_argument("--seed", type=int, default=0, help="sampling seed")
@@ -587,7 +553,7 @@ def main(argv: list[str] | None = None) -> int:
             n = prepare(args.name, args.out, token=args.token, allow_count_mismatch=args.allow_count_mismatch)
             print(f"{args.name}: {n} rows -> {args.out}")
         else:
-            tiers = [t for t in args.tiers.split(",") if t]
+            tiers = [t for item in args.tiers for t in item.split(",") if t]
             a, b = make_arithmetic(args.train, args.test, tiers=tiers, n_train=args.n_train, n_test=args.n_test,
                                    seed=args.seed)
             print(f"arithmetic: {a} train -> {args.train}, {b} test -> {args.test}")

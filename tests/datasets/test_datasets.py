@@ -251,10 +251,11 @@ def test_cli_arithmetic_and_list(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     tr, te = tmp_path / "tr.jsonl", tmp_path / "te.jsonl"
     r = subprocess.run([sys.executable, "-m", "analysis.datasets", "arithmetic", "--train", str(tr), "--test", str(te),
-                        "--tiers", "add2", "--n-train", "30", "--n-test", "5", "--seed", "0"],
+                        "--tiers", "add1,mul1", "add2", "--n-train", "30", "--n-test", "6", "--seed", "0"],
                        cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    assert len(D.read_jsonl(tr)) == 30 and len(D.read_jsonl(te)) == 5
+    assert len(D.read_jsonl(tr)) == 30 and len(D.read_jsonl(te)) == 6
+    assert {r["meta"]["tier"] for r in D.read_jsonl(tr)} == {"add1", "mul1", "add2"}
     r = subprocess.run([sys.executable, "-m", "analysis.datasets", "list"], cwd=REPO, env=env, capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 0 and "livemathbench" in r.stdout and "7500" in r.stdout
