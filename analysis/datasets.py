@@ -200,9 +200,17 @@ def _math_train_row(raw: dict) -> tuple[str, str, dict]:
     solution = _require(raw, "solution")
     answer = last_boxed(solution)
     if answer is None or not answer.strip():
-        raise ValueError(f"MATH solution has no \\boxed{{}} answer: {solution[-120:]!r}")
+        raise NoAnswerError(f"MATH solution has no \\boxed{{}} answer: {solution[-120:]!r}")
     meta = {"level": raw.get("level"), "type": raw.get("type"), "solution": solution}
     return question, answer.strip(), meta
+
+
+class NoAnswerError(ValueError):
+    """A raw row has no extractable gold answer (e.g. a MATH solution without \\boxed{})."""
+
+
+# A training set may lose at most this fraction of rows to NoAnswerError (logged); an evaluation set loses none.
+MAX_TRAIN_DROP_FRAC = 0.01
 
 
 def _require(raw: Mapping, key: str) -> Any:
@@ -328,11 +336,21 @@ def _tag_raw(spec: BenchmarkSpec, raw: Iterable[dict] | Mapping[str, Iterable[di
 
 
 def normalise_rows(spec: BenchmarkSpec, tagged: list[tuple[str | None, dict]]) -> list[dict]:
-    """Raw rows -> ``{id, question, answer, meta}`` rows. ValueError naming the row index on a bad row."""
-    rows = []
+    """Raw rows -> ``{id, question, answer, meta}`` rows. ValueError naming the row index on a bad row.
+
+    Ids are ``{name}-{i:04d}`` with i the raw row's position (kept even when rows are dropped). A training set
+    (``spec.is_train``) drops rows without an extractable answer (NoAnswerError), with a warning, as long as they
+    are at most ``MAX_TRAIN_DROP_FRAC`` of the rows; an evaluation set never drops a row.
+    """
+    rows, dropped = [], []
     for i, (config, raw) in enumerate(tagged):
         try:
             question, answer, meta = spec.normaliser(raw)
+        except NoAnswerError as exc:
+            if not spec.is_train:
+                raise ValueError(f"{spec.name} row {i}: {exc}") from exc
+            dropped.append((i, str(exc)))
+            continue
         except ValueError as exc:
             raise ValueError(f"{spec.name} row {i}: {exc}") from exc
         if not answer:
@@ -340,6 +358,14 @@ def normalise_rows(spec: BenchmarkSpec, tagged: list[tuple[str | None, dict]]) -
         if config is not None and len(spec.configs) > 1:
             meta = {"config": config, **meta}
         rows.append({"id": f"{spec.name}-{i:04d}", "question": question, "answer": answer, "meta": meta})
+    if dropped:
+        frac = len(dropped) / len(tagged)
+        detail = "; ".join(f"row {i}: {msg}" for i, msg in dropped[:5])
+        if frac > MAX_TRAIN_DROP_FRAC:
+            raise ValueError(f"{spec.name}: {len(dropped)}/{len(tagged)} rows have no extractable answer "
+                             f"(> {MAX_TRAIN_DROP_FRAC:.0%}); expected almost all to have one. {detail}")
+        log.warning("%s: dropped %d/%d rows without an extractable answer: %s", spec.name, len(dropped), len(tagged),
+                    detail)
     return rows
 
 

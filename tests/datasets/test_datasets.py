@@ -107,11 +107,29 @@ def test_math_train_answer_is_last_boxed_with_balanced_braces(tmp_path):
     assert rows[2]["meta"]["config"] == "number_theory"
 
 
-def test_math_train_row_without_box_is_an_error_naming_the_row(tmp_path):
+def test_math_train_row_without_box_is_an_error_when_too_many(tmp_path):
     raw = [{"problem": "p", "level": "Level 1", "type": "Algebra", "solution": "no box here"}]
-    with pytest.raises(ValueError, match="math_train row 0: MATH solution has no"):
+    with pytest.raises(ValueError, match="1/1 rows have no extractable answer.*row 0: MATH solution has no"):
         D.prepare("math_train", tmp_path / "x.jsonl", raw=raw, allow_count_mismatch=True)
     assert not (tmp_path / "x.jsonl").exists()
+
+
+def test_math_train_drops_a_rare_unboxed_row_with_a_warning(tmp_path, caplog):
+    good = {"problem": "p", "level": "Level 1", "type": "Algebra", "solution": "so $\\boxed{4}$"}
+    raw = [dict(good, problem=f"p{i}") for i in range(150)]
+    raw[7]["solution"] = "the answer is four"
+    with caplog.at_level("WARNING"):
+        n = D.prepare("math_train", tmp_path / "x.jsonl", raw=raw, allow_count_mismatch=True)
+    assert n == 149 and "dropped 1/150 rows" in caplog.text
+    ids = [r["id"] for r in D.read_jsonl(tmp_path / "x.jsonl")]
+    assert "math_train-0007" not in ids and ids[7] == "math_train-0008"  # ids keep the raw position
+
+
+def test_benchmark_row_without_answer_is_never_dropped(tmp_path):
+    raw = load_fixture("olympiadbench")
+    raw[1]["final_answer"] = []
+    with pytest.raises(ValueError, match="olympiadbench row 1: OlympiadBench final_answer"):
+        D.prepare("olympiadbench", tmp_path / "o.jsonl", raw=raw, allow_count_mismatch=True)
 
 
 def test_wrong_schema_names_missing_field(tmp_path):
