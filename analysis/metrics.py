@@ -278,12 +278,19 @@ def score_rows(rows: Sequence[dict], *, ks: Sequence[int] | None = None, n_boot:
         pids = sorted(problems)
         ns = np.array([len(problems[p]) for p in pids])
         n_min, n_max = int(ns.min()), int(ns.max())
-        bench_ks = default_ks(n_min) if ks is None else sorted({int(k) for k in ks})
-        bad = [k for k in bench_ks if k < 1 or k > n_min]
-        if bad:
-            raise ValueError(f"benchmark {bench!r}: ks {bad} outside [1, {n_min}] (the smallest sample count per problem)")
+        if ks is None:
+            bench_ks, dropped = default_ks(n_min), []
+        else:  # one ks list serves benchmarks with different n: keep the ks this benchmark supports, say so
+            asked = sorted({int(k) for k in ks})
+            bench_ks, dropped = [k for k in asked if k <= n_min], [k for k in asked if k > n_min]
+            if not bench_ks:
+                raise ValueError(f"benchmark {bench!r}: every k in {asked} exceeds {n_min}, the smallest number of "
+                                 f"samples per problem")
         entry = {"n_problems": len(pids), "n_samples": int(ns.sum()), "n_per_problem": {"min": n_min, "max": n_max},
                  "ks": bench_ks, "metrics": {}}
+        if dropped:
+            entry["ks_dropped"] = dropped
+            log.warning("%s: ks %s exceed the smallest n per problem (%d) and are not reported", bench, dropped, n_min)
         if n_min != n_max:
             entry["note"] = (f"problems have between {n_min} and {n_max} samples: each problem's estimate uses its own n; "
                              f"k is limited to the smallest n ({n_min})")
@@ -313,7 +320,8 @@ def score(verified_path: str | os.PathLike, out_json: str | os.PathLike, out_csv
           ks: Sequence[int] | None = None, n_boot: int = 1000, seed: int = 0) -> dict:
     """Score a verified.jsonl: pass@k (from ``correct``) and max@k (from ``reward_max``) curves per benchmark.
 
-    ks: None -> 1, 2, 4, ... up to the smallest per-problem n, plus that n. Writes metrics.json (the returned dict)
+    ks: None -> 1, 2, 4, ... up to the smallest per-problem n, plus that n; given ks above a benchmark's smallest n
+    are left out for that benchmark (listed under ``ks_dropped`` in the JSON). Writes metrics.json (the returned dict)
     and a tidy CSV with columns CSV_COLUMNS, both atomically.
     """
     if not isinstance(n_boot, int) or n_boot < 0:

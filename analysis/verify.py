@@ -342,21 +342,44 @@ def grade(output: str, gold: str, *, fallback: str | None = None, finish_reason:
 # Process pool with per-item hard timeouts
 
 
+def _limit_address_space(extra_mb: int) -> None:
+    """Cap this process's address space at its current size + extra_mb (RLIMIT_AS; a no-op where unsupported).
+
+    Relative to the current size, so a worker forked from a big parent (mapped libraries, CUDA reservations) is not
+    starved; runaway sympy allocations then raise MemoryError instead of exhausting the machine.
+    """
+    try:
+        import resource
+
+        with open("/proc/self/status") as f:
+            vm_kb = next(int(line.split()[1]) for line in f if line.startswith("VmSize:"))
+        limit = vm_kb * 1024 + int(extra_mb) * 1024 * 1024
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    except (ImportError, OSError, ValueError, StopIteration):
+        pass
+
+
 def _worker_main(conn, mem_limit_mb: int | None) -> None:
-    """Worker loop: receive (idx, answer, gold, timeout) jobs, send back (idx, correct, status); None stops it."""
+    """Worker process: warm up, greet ("ready",), then serve (idx, answer, gold, timeout) jobs with
+    (idx, correct, status) replies until it receives None or the pipe closes. Out of memory outside a job -> exit 3
+    quietly (the parent grades the item "error" and starts a new worker)."""
+    try:
+        _serve(conn, mem_limit_mb)
+    except MemoryError:
+        os._exit(3)
+
+
+def _serve(conn, mem_limit_mb: int | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and kills us
     if mem_limit_mb:
-        try:
-            import resource
-
-            limit = int(mem_limit_mb) * 1024 * 1024
-            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-        except (ImportError, ValueError, OSError):
-            pass
+        _limit_address_space(mem_limit_mb)
     logging.getLogger("math_verify").setLevel(logging.ERROR)
     try:  # warm up (imports, regexes, the ANTLR parser) so the first real item is not charged for it
         _compare_with_timeout("\\frac{1}{2}", "0.5", None)
-    except BaseException:  # noqa: BLE001 - a broken worker shows up on its first job
+    except Exception:  # noqa: BLE001 - a broken worker shows up on its first job
         pass
     try:
         conn.send(("ready",))
@@ -370,13 +393,10 @@ def _worker_main(conn, mem_limit_mb: int | None) -> None:
         if job is None:
             return
         idx, answer, gold, timeout = job
-        try:
-            correct, status = _compare_with_timeout(answer, gold, timeout)
-        except MemoryError:
-            correct, status = False, "error"
+        correct, status = _compare_with_timeout(answer, gold, timeout)  # never raises (but MemoryError)
         try:
             conn.send((idx, bool(correct), status))
-        except (EOFError, OSError, BrokenPipeError):
+        except (EOFError, OSError):
             return
 
 
@@ -599,7 +619,7 @@ def grade_many(outputs: Sequence[str], golds: Sequence[str], *, fallback: str | 
     Extraction, truncation and the plain-number fast path run here; the remaining distinct (answer, gold) pairs go
     to ``workers`` processes (None: one per CPU; 0: in this process, soft timeout only) with a hard per-item
     deadline of ``timeout`` + max(1 s, timeout/2): a stuck worker is killed and replaced, the item is incorrect with
-    status "timeout". ``mem_limit_mb`` caps each worker's address space (None: no cap).
+    status "timeout". ``mem_limit_mb`` caps what each worker may allocate beyond its start-up size (None: no cap).
     """
     if len(outputs) != len(golds):
         raise ValueError(f"outputs and golds differ in length: {len(outputs)} vs {len(golds)}")

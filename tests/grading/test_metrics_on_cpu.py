@@ -180,8 +180,10 @@ def test_score_files(verified, tmp_path):
 
 def test_score_errors_and_cli(verified, tmp_path):
     path, _ = verified
-    with pytest.raises(ValueError, match="outside"):
-        M.score(path, tmp_path / "a.json", tmp_path / "a.csv", ks=[1, 8])  # toy has a problem with n=6
+    with pytest.raises(ValueError, match="exceeds"):
+        M.score(path, tmp_path / "a.json", tmp_path / "a.csv", ks=[7, 8])  # toy has a problem with n=6
+    with pytest.raises(ValueError, match="ks must be"):
+        M.score(path, tmp_path / "a.json", tmp_path / "a.csv", ks=[0, 1])
     with pytest.raises(ValueError, match="n_boot"):
         M.score(path, tmp_path / "a.json", tmp_path / "a.csv", n_boot=-1)
     bad = tmp_path / "bad.jsonl"
@@ -190,7 +192,8 @@ def test_score_errors_and_cli(verified, tmp_path):
         M.score(bad, tmp_path / "a.json", tmp_path / "a.csv")
     assert not (tmp_path / "a.json").exists()
     assert M.main(["--verified", str(path), "--out-json", str(tmp_path / "c.json"), "--out-csv",
-                   str(tmp_path / "c.csv"), "--n-boot", "50", "--ks", "1,2,6"]) == 0
+                   str(tmp_path / "c.csv"), "--n-boot", "50", "--ks", "1,2,6,16"]) == 0
     res = json.loads((tmp_path / "c.json").read_text())
-    assert res["benchmarks"]["aime"]["ks"] == [1, 2, 6] and res["n_boot"] == 50
+    assert res["benchmarks"]["aime"]["ks"] == [1, 2, 6, 16] and res["n_boot"] == 50
+    assert res["benchmarks"]["toy"]["ks"] == [1, 2, 6] and res["benchmarks"]["toy"]["ks_dropped"] == [16]
     assert not math.isnan(res["benchmarks"]["aime"]["metrics"]["max@k"]["6"]["ci_low"])

@@ -162,9 +162,13 @@ def test_hard_kill_when_the_alarm_cannot_fire():
     assert time.perf_counter() - t < 15
 
 
-def test_memory_cap_gives_error_not_crash():
-    res = V.grade_many(["\\boxed{\\frac{1}{2}}"], ["0.5"], workers=1, mem_limit_mb=50)
-    assert res[0].correct is False and res[0].status == "error"
+def test_memory_cap_fails_fast_instead_of_exhausting_memory():
+    """2^400000000 needs a 50 MB integer: with 10 MB of headroom sympy's allocation fails at once (math-verify turns
+    the MemoryError into a plain "not equal"), instead of computing for seconds; the worker keeps serving."""
+    res = V.grade_many(["\\boxed{2^{400000000}}", "\\boxed{\\frac{2}{8}}"], ["5", "0.25"], workers=1,
+                       mem_limit_mb=10, timeout=3.0)
+    assert res[0].correct is False and res[0].status in ("ok", "error")
+    assert res[1] == V.GradeResult("\\frac{2}{8}", True, "ok")
 
 
 def test_in_process_soft_timeout():
