@@ -308,14 +308,19 @@ def resolve_token(spec: BenchmarkSpec, token: str | None) -> str | None:
     return token
 
 
-def load_raw(spec: BenchmarkSpec, token: str | None = None) -> list[tuple[str | None, dict]]:
-    """Download every config of ``spec`` with ``datasets.load_dataset``; returns ``[(config, raw_row), ...]``."""
+def load_raw(spec: BenchmarkSpec, token: str | None = None, cache_dir: str | os.PathLike | None = None
+             ) -> list[tuple[str | None, dict]]:
+    """Download every config of ``spec`` with ``datasets.load_dataset``; returns ``[(config, raw_row), ...]``.
+
+    ``cache_dir``: the datasets cache (default: the library's, ``~/.cache/huggingface/datasets``).
+    """
     import datasets  # heavy import, only when actually loading
 
     out: list[tuple[str | None, dict]] = []
     for config in spec.configs:
         log.info("loading %s config=%s split=%s", spec.hf_id, config, spec.split)
-        ds = datasets.load_dataset(spec.hf_id, config, split=spec.split, token=token)
+        ds = datasets.load_dataset(spec.hf_id, config, split=spec.split, token=token,
+                                   cache_dir=str(cache_dir) if cache_dir is not None else None)
         out.extend((config, dict(row)) for row in ds)
     return out
 

@@ -281,3 +281,19 @@ def test_cli_arithmetic_and_list(tmp_path):
                         "--tiers", "add1", "--n-train", "100", "--n-test", "5"], cwd=REPO, env=env,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "tier 'add1' has only 100" in r.stderr
+
+
+def test_load_raw_reads_a_local_parquet_dataset_through_datasets(tmp_path):
+    """The real ``datasets.load_dataset`` path, offline: a local folder laid out like a hub repo."""
+    import dataclasses
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = load_fixture("amc23")
+    (tmp_path / "repo" / "data").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "repo" / "data" / "test-00000-of-00001.parquet")
+    spec = dataclasses.replace(D.BENCHMARKS["amc23"], hf_id=str(tmp_path / "repo"))
+    tagged = D.load_raw(spec, cache_dir=tmp_path / "cache")
+    assert [r for _, r in tagged] == rows and {c for c, _ in tagged} == {None}
+    assert [r["answer"] for r in D.normalise_rows(spec, tagged)] == ["36", "6", "7"]
