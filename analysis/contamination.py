@@ -8,7 +8,10 @@ occur in the training data (training questions, and by default their solutions)?
   ``max_overlap`` and ``mean_overlap`` over the problems that have at least n words;
 * ``flagged``: id, overlap, and the training ids holding the shared n-grams (for a human to look at).
 
-Problems shorter than n words cannot be checked and are counted in ``n_too_short`` (they count as not flagged).
+Problems shorter than n words have no n-gram and are counted in ``n_too_short``. Independently of n, a problem whose
+normalised question equals a training question (whitespace ignored) is an exact duplicate (``n_exact``); this is the
+check that still works for short problems such as the synthetic "12+7". A problem is flagged if it shares an n-gram
+or is an exact duplicate.
 
 Text normalisation (``normalise_text``): lowercase; drop LaTeX spacing (``\\,``, ``\\;``, ``\\!``, ``\\quad``, ``~``,
 ``\\left``/``\\right``, ...) and ``$``; ``\\dfrac``/``\\tfrac`` -> ``\\frac``; collapse whitespace. Words
@@ -43,7 +46,7 @@ from analysis.datasets import read_jsonl
 log = logging.getLogger(__name__)
 
 NORMALISER_VERSION = "1"
-CSV_COLUMNS = ["benchmark", "n", "n_problems", "n_too_short", "n_flagged", "frac_flagged", "max_overlap",
+CSV_COLUMNS = ["benchmark", "n", "n_problems", "n_too_short", "n_exact", "n_flagged", "frac_flagged", "max_overlap",
                "mean_overlap", "train_rows", "train_ngrams"]
 
 _SPACING_RE = re.compile(r"\\(?:[,;:! ]|quad\b|qquad\b|enspace\b|thinspace\b|medspace\b|thickspace\b|left\b|right\b"
@@ -84,13 +87,27 @@ def training_texts(row: Mapping, include_solutions: bool = True) -> list[str]:
     return texts
 
 
-def build_index(train_rows: Iterable[Mapping], n: int = 13, *, include_solutions: bool = True) -> set[int]:
-    """Set of hashed word n-grams over all training texts."""
+def exact_key(text: str) -> int:
+    """Hash of the normalised text with all whitespace removed (exact-duplicate detection)."""
+    return hash("".join(normalise_text(text).split()))
+
+
+class TrainIndex(set):
+    """Set of hashed word n-grams of the training texts, plus ``exact``: hashed normalised training questions."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.exact: set[int] = set()
+
+
+def build_index(train_rows: Iterable[Mapping], n: int = 13, *, include_solutions: bool = True) -> TrainIndex:
+    """Set of hashed word n-grams over all training texts (a ``TrainIndex``, a ``set[int]``)."""
     _check_n(n)
-    index: set[int] = set()
+    index = TrainIndex()
     for row in tqdm(train_rows, desc="train n-grams", unit="row", disable=None):
         for text in training_texts(row, include_solutions):
             index.update(ngram_hashes(tokenize(text), n))
+        index.exact.add(exact_key(row.get("question") or ""))
     return index
 
 
@@ -101,28 +118,37 @@ def problem_overlap(question: str, index: set[int], n: int) -> tuple[int, int]:
 
 
 def audit_rows(name: str, rows: list[Mapping], index: set[int], n: int) -> dict:
-    """Per-benchmark summary (see module docstring) with ``flagged`` entries ``{id, overlap, shared, total}``."""
-    flagged, overlaps, too_short = [], [], 0
+    """Per-benchmark summary (see module docstring); ``flagged`` entries ``{id, overlap, shared, total, exact}``.
+
+    ``overlap`` is None for a problem under n words (flagged only when it is an exact duplicate).
+    """
+    exact_set = getattr(index, "exact", set())
+    flagged, overlaps, too_short, n_exact = [], [], 0, 0
     for row in rows:
-        shared, total = problem_overlap(row.get("question") or "", index, n)
+        question = row.get("question") or ""
+        shared, total = problem_overlap(question, index, n)
+        exact = exact_key(question) in exact_set
+        n_exact += exact
+        ratio = shared / total if total else None
         if total == 0:
             too_short += 1
-            continue
-        ratio = shared / total
-        overlaps.append(ratio)
-        if shared:
-            flagged.append({"id": row["id"], "overlap": ratio, "shared": shared, "total": total})
+        else:
+            overlaps.append(ratio)
+        if shared or exact:
+            flagged.append({"id": row["id"], "overlap": ratio, "shared": shared, "total": total, "exact": exact})
     n_problems = len(rows)
     return {
         "benchmark": name,
         "n": n,
         "n_problems": n_problems,
         "n_too_short": too_short,
+        "n_exact": n_exact,
         "n_flagged": len(flagged),
         "frac_flagged": len(flagged) / n_problems if n_problems else 0.0,
         "max_overlap": max(overlaps) if overlaps else 0.0,
         "mean_overlap": sum(overlaps) / len(overlaps) if overlaps else 0.0,
-        "flagged": sorted(flagged, key=lambda f: (-f["overlap"], str(f["id"]))),
+        "flagged": sorted(flagged, key=lambda f: (-(f["overlap"] if f["overlap"] is not None else 1.0),
+                                                  not f["exact"], str(f["id"]))),
     }
 
 
@@ -133,23 +159,28 @@ def attach_train_ids(results: dict[str, dict], bench_rows: dict[str, list[Mappin
     Only the flagged problems' n-grams are looked up, so this costs one scan of the training set.
     """
     wanted: dict[int, list[tuple[str, int]]] = {}  # n-gram hash -> [(benchmark, index in flagged list)]
+    wanted_exact: dict[int, list[tuple[str, int]]] = {}  # exact key -> [(benchmark, index in flagged list)]
     for name, res in results.items():
         by_id = {r["id"]: r for r in bench_rows[name]}
         for j, f in enumerate(res["flagged"]):
             f["train_ids"] = []
-            for g in set(ngram_hashes(tokenize(by_id[f["id"]].get("question") or ""), n)):
+            question = by_id[f["id"]].get("question") or ""
+            for g in set(ngram_hashes(tokenize(question), n)):
                 wanted.setdefault(g, []).append((name, j))
-    if not wanted:
+            if f["exact"]:
+                wanted_exact.setdefault(exact_key(question), []).append((name, j))
+    if not wanted and not wanted_exact:
         return
     for row in train_rows:
         grams = set()
         for text in training_texts(row, include_solutions):
             grams.update(ngram_hashes(tokenize(text), n))
-        for g in grams & wanted.keys():
-            for name, j in wanted[g]:
-                ids = results[name]["flagged"][j]["train_ids"]
-                if row.get("id") not in ids and len(ids) < max_ids:
-                    ids.append(row.get("id"))
+        hits = [(name, j) for g in grams & wanted.keys() for name, j in wanted[g]]
+        hits += wanted_exact.get(exact_key(row.get("question") or ""), [])
+        for name, j in hits:
+            ids = results[name]["flagged"][j]["train_ids"]
+            if row.get("id") not in ids and len(ids) < max_ids:
+                ids.append(row.get("id"))
 
 
 def _atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -188,8 +219,9 @@ def audit(train_path: str | os.PathLike, benches: Mapping[str, str | os.PathLike
     attach_train_ids(results, bench_rows, train_rows, n, include_solutions=include_solutions)
     for res in results.values():
         res["train_rows"], res["train_ngrams"] = len(train_rows), len(index)
-        log.info("%s: %d/%d flagged (%.1f%%), max overlap %.3f", res["benchmark"], res["n_flagged"],
-                 res["n_problems"], 100 * res["frac_flagged"], res["max_overlap"])
+        log.info("%s: %d/%d flagged (%.1f%%; %d exact duplicates, %d under n words), max overlap %.3f",
+                 res["benchmark"], res["n_flagged"], res["n_problems"], 100 * res["frac_flagged"], res["n_exact"],
+                 res["n_too_short"], res["max_overlap"])
     doc = {"n": n, "train": str(train_path), "train_rows": len(train_rows), "train_ngrams": len(index),
            "include_solutions": include_solutions, "normaliser_version": NORMALISER_VERSION, "benchmarks": results}
     _atomic_write_text(out_json, json.dumps(doc, indent=1, ensure_ascii=False) + "\n")

@@ -34,6 +34,8 @@ BENCH = [
     {"id": "b-clean", "question": "A train leaves the station at noon travelling at sixty miles per hour toward a "
      "city that is one hundred and twenty miles away; when does it arrive?", "answer": "2", "meta": {}},
     {"id": "b-short", "question": "Compute $1+1$.", "answer": "2", "meta": {}},
+    # short (< 13 words) but an exact duplicate of t2 after normalisation
+    {"id": "b-short-dup", "question": "HOW many positive divisors does 360 have?", "answer": "24", "meta": {}},
 ]
 
 
@@ -50,18 +52,27 @@ def test_ngram_hashes_counts():
     assert list(C.ngram_hashes(words, 6)) == []
 
 
-def test_audit_finds_planted_duplicate(tmp_path):
+def test_audit_finds_planted_duplicates(tmp_path):
     index = C.build_index(TRAIN, 13)
     res = C.audit_rows("bench", BENCH, index, 13)
-    assert res["n_problems"] == 4 and res["n_too_short"] == 1
+    assert res["n_problems"] == 5 and res["n_too_short"] == 2 and res["n_exact"] == 2
     ids = [f["id"] for f in res["flagged"]]
-    assert ids == ["b-dup", "b-part"]  # sorted by overlap, highest first
-    assert res["flagged"][0]["overlap"] == 1.0 and res["max_overlap"] == 1.0
-    assert 0 < res["flagged"][1]["overlap"] < 0.5
-    assert res["frac_flagged"] == 0.5
+    assert ids == ["b-dup", "b-short-dup", "b-part"]  # highest overlap first; short exact duplicates count as 1.0
+    dup, short_dup, part = res["flagged"]
+    assert dup["overlap"] == 1.0 and dup["exact"] and res["max_overlap"] == 1.0
+    assert short_dup["overlap"] is None and short_dup["exact"] and short_dup["total"] == 0
+    assert 0 < part["overlap"] < 0.5 and not part["exact"]
+    assert res["frac_flagged"] == 3 / 5
     # without solutions the partial overlap (which lives in a solution) disappears
     res_q = C.audit_rows("bench", BENCH, C.build_index(TRAIN, 13, include_solutions=False), 13)
-    assert [f["id"] for f in res_q["flagged"]] == ["b-dup"]
+    assert [f["id"] for f in res_q["flagged"]] == ["b-dup", "b-short-dup"]
+
+
+def test_exact_duplicates_of_short_arithmetic_problems():
+    train = [{"id": "a0", "question": "12+7"}, {"id": "a1", "question": "3*4"}]
+    bench = [{"id": "x0", "question": "12+7"}, {"id": "x1", "question": "12*7"}, {"id": "x2", "question": "3 * 4"}]
+    res = C.audit_rows("arith", bench, C.build_index(train, 13), 13)
+    assert [f["id"] for f in res["flagged"]] == ["x0", "x2"] and res["n_too_short"] == 3
 
 
 def test_audit_files_and_train_ids(tmp_path):
@@ -73,10 +84,12 @@ def test_audit_files_and_train_ids(tmp_path):
     assert saved == json.loads(json.dumps(doc))
     flagged = {f["id"]: f for f in saved["benchmarks"]["toy"]["flagged"]}
     assert flagged["b-dup"]["train_ids"] == ["t0"] and flagged["b-part"]["train_ids"] == ["t1"]
+    assert flagged["b-short-dup"]["train_ids"] == ["t2"]
     with open(tmp_path / "o" / "c.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["benchmark"] for r in rows] == ["toy", "toy_clean"] and list(rows[0]) == C.CSV_COLUMNS
-    assert rows[0]["n_flagged"] == "2" and float(rows[0]["frac_flagged"]) == 0.5 and rows[0]["train_rows"] == "3"
+    assert rows[0]["n_flagged"] == "3" and float(rows[0]["frac_flagged"]) == 0.6 and rows[0]["train_rows"] == "3"
+    assert rows[0]["n_exact"] == "2"
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["c.csv", "c.json"]  # no temp files left
 
 
@@ -110,4 +123,4 @@ def test_cli(tmp_path):
                         "--out-json", str(tmp_path / "c.json"), "--out-csv", str(tmp_path / "c.csv"), "--n", "13"],
                        cwd=REPO, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    assert "toy: 2/4 flagged, max overlap 1.000" in r.stdout
+    assert "toy: 3/5 flagged, max overlap 1.000" in r.stdout
