@@ -3,10 +3,11 @@
 For every benchmark problem we ask: does any word n-gram of its question (default n = 13, as in GPT-3's audit) also
 occur in the training data (training questions, and by default their solutions)? Reported per benchmark:
 
-* ``frac_flagged`` = #problems with >= 1 shared n-gram / #problems;
+* ``frac_flagged`` = #flagged problems / #problems (flagged: >= 1 shared n-gram, or an exact duplicate, below);
 * ``overlap`` of a problem = shared n-grams / its n-grams (1.0 = the whole question appears in training text);
   ``max_overlap`` and ``mean_overlap`` over the problems that have at least n words;
-* ``flagged``: id, overlap, and the training ids holding the shared n-grams (for a human to look at).
+* ``flagged``: id, overlap, exact, and the ids of training rows sharing an n-gram or equal to it (for a human
+  to look at).
 
 Problems shorter than n words have no n-gram and are counted in ``n_too_short``. Independently of n, a problem whose
 normalised question equals a training question (whitespace ignored) is an exact duplicate (``n_exact``); this is the
