@@ -15,6 +15,7 @@ from analysis.prompts import format_prompt
 
 KEYS = {"benchmark", "problem_id", "sample_idx", "prompt", "output", "finish_reason", "num_tokens", "model",
         "gen_config"}
+QUESTIONS = ["1+2", "30+4", "5+600", "7000+8", "90+100000"]
 SMALL = dict(benchmark="toy", temperature=0.8, top_p=0.95, max_new_tokens=10, template="plain", seed=3)
 
 
@@ -111,10 +112,11 @@ def test_vllm_backend_missing_gives_install_hint(tmp_path, tiny_model, problems)
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, tiny_model):
-    """5 problems x n=4, batch_size 3 (batches straddle problems): the run the other tests compare against."""
+    """5 problems x n=4, batch_size 3 (batches straddle problems; prompts of 4-8 characters, so rows are
+    left-padded differently in different batches): the run the other tests compare against."""
     d = tmp_path_factory.mktemp("ref")
     data = d / "data.jsonl"
-    data.write_text("".join(json.dumps({"id": f"p{i}", "question": f"{i}+{i + 1}", "answer": str(2 * i + 1),
+    data.write_text("".join(json.dumps({"id": f"p{i}", "question": QUESTIONS[i], "answer": str(sum(map(int, QUESTIONS[i].split("+")))),
                                         "meta": {}}) + "\n" for i in range(5)))
     out = d / "samples.jsonl"
     count = G.generate(tiny_model, data, out, n=4, batch_size=3, **SMALL)
@@ -128,7 +130,7 @@ def test_rows_schema_and_counts(reference, tiny_model):
     for r in rows:
         assert set(r) == KEYS
         assert r["benchmark"] == "toy" and r["model"] == str(tiny_model)
-        assert r["prompt"] == format_prompt(r["problem_id"][1:] + "+" + str(int(r["problem_id"][1:]) + 1), "plain")
+        assert r["prompt"] == format_prompt(QUESTIONS[int(r["problem_id"][1:])], "plain")
         assert r["finish_reason"] in ("stop", "length")
         assert 1 <= r["num_tokens"] <= 10
         if r["finish_reason"] == "length":
