@@ -710,6 +710,20 @@ def render_chat(tokenizer, user_message: str) -> str:
                                          add_generation_prompt=True)
 
 
+def fit_judge_prompt(tokenizer, question: str, output: str, gold: str, *, max_prompt_tokens: int,
+                     max_output_chars: int = 12_000) -> str:
+    """Chat-formatted judge prompt of at most ``max_prompt_tokens`` tokens: the output's kept tail is halved until
+    it fits (down to 256 characters; a question too long even then is returned as is and vLLM reports it)."""
+    if max_prompt_tokens < 1:
+        raise ValueError(f"max_prompt_tokens must be >= 1, got {max_prompt_tokens}")
+    chars = max_output_chars
+    while True:
+        text = render_chat(tokenizer, build_judge_prompt(question, output, gold, max_output_chars=chars))
+        if chars <= 256 or len(tokenizer.encode(text, add_special_tokens=False)) <= max_prompt_tokens:
+            return text
+        chars //= 2
+
+
 class XVerifyJudge:
     """xVerify (IAAR-Shanghai, arXiv 2504.10481) as a grader: an LLM that reads (question, output, correct answer)
     and answers "Correct" or "Incorrect". Weights are loaded BY LOCAL PATH (they are CC-BY-NC-ND; never downloaded
@@ -735,6 +749,7 @@ class XVerifyJudge:
                               "use --verifier math-verify otherwise") from e
         self.model_path = str(path)
         self.max_output_chars = max_output_chars
+        self.max_prompt_tokens = max_model_len - max_tokens
         self.llm = LLM(model=self.model_path, tensor_parallel_size=tensor_parallel_size,
                        gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len, seed=seed,
                        dtype=dtype, **llm_kwargs)
@@ -745,7 +760,8 @@ class XVerifyJudge:
         """Chat-formatted judge prompts, one per (question, output, gold)."""
         if not (len(questions) == len(outputs) == len(golds)):
             raise ValueError(f"questions/outputs/golds lengths differ: {len(questions)}, {len(outputs)}, {len(golds)}")
-        return [render_chat(self.tokenizer, build_judge_prompt(q, o, g, max_output_chars=self.max_output_chars))
+        return [fit_judge_prompt(self.tokenizer, q, o, g, max_prompt_tokens=self.max_prompt_tokens,
+                                 max_output_chars=self.max_output_chars)
                 for q, o, g in zip(questions, outputs, golds)]
 
     def judge(self, questions: Sequence[str], outputs: Sequence[str], golds: Sequence[str]) -> list[str]:
@@ -854,7 +870,7 @@ def verify_file(samples_path: str | os.PathLike, data_path: str | os.PathLike, o
     }
     if labels is not None:
         lc = Counter(labels)
-        summary.update(xverify_invalid=lc.get("invalid", 0),
+        summary.update(xverify_model=str(xverify_model), xverify_invalid=lc.get("invalid", 0),
                        agreement_with_math_verify=sum(r["correct"] == r["correct_math_verify"] for r in rows)
                        / max(1, len(rows)))
     log.info("verified %s", json.dumps(summary))

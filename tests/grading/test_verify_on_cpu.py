@@ -282,16 +282,24 @@ def test_judge_label(reply, label):
     assert V.parse_judge_label(reply) == label
 
 
-def test_render_chat_with_a_real_tokenizer():
+def test_render_and_fit_with_a_real_tokenizer():
+    """A real transformers tokenizer with a chat template (built in memory: no hub access here)."""
     tokenizers = pytest.importorskip("tokenizers")
     transformers = pytest.importorskip("transformers")
-    vocab = {"[UNK]": 0, "<|im_start|>": 1, "<|im_end|>": 2}
+    vocab = {"[UNK]": 0, "<|im_start|>": 1, "<|im_end|>": 2, "x": 3}
     tok = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
     template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
                 "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
     fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", chat_template=template)
     text = V.render_chat(fast, V.build_judge_prompt("q?", "out", "ans"))
     assert text.startswith("<|im_start|>user\n" + V.JUDGE_INSTRUCTION) and text.endswith("<|im_start|>assistant\n")
+    # a long output is cut from the front until the prompt fits; the final answer at the end survives
+    long_out = " ".join(["x"] * 5000) + " so the answer is \\boxed{7}"
+    short = V.fit_judge_prompt(fast, "q?", long_out, "7", max_prompt_tokens=1000)
+    assert len(fast.encode(short, add_special_tokens=False)) <= 1000 and "\\boxed{7}" in short
+    assert V.fit_judge_prompt(fast, "q?", "tiny", "7", max_prompt_tokens=1000) == V.render_chat(
+        fast, V.build_judge_prompt("q?", "tiny", "7"))
     fast.chat_template = None
     with pytest.raises(ValueError, match="chat_template"):
         V.render_chat(fast, "x")
