@@ -46,6 +46,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--backends", nargs="+", default=["hf", "vllm"], choices=["hf", "vllm"])
     p.add_argument("--template", default="auto")
+    p.add_argument("--native", action="store_true",
+                   help="also time transformers' own sampler on the hf model (overhead of per-sample streams)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads for hf (default: torch's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="also write the rows to this JSON file")
@@ -82,6 +84,31 @@ def time_call(backend, prompts, n, sampling, seeds) -> dict:
     return {"tokens": tokens, "seconds": round(dt, 3), "tok_s": round(tokens / dt, 2),
             "samples_s": round(len(samples) / dt, 3),
             "stop_frac": round(sum(s.finish_reason == "stop" for s in samples) / len(samples), 3)}
+
+
+def time_native(backend, prompts, n, sampling) -> dict:
+    """The same rows through transformers' own sampler (``do_sample=True``, global RNG, no per-sample streams), on
+    the hf backend's model: the overhead of our batch-independent sampler is the difference to the hf row."""
+    import copy
+
+    import torch
+
+    from analysis.generate import split_at_stop
+
+    rows = [p for p in prompts for _ in range(n)]
+    enc = backend.tokenizer(rows, return_tensors="pt", padding=True, add_special_tokens=backend.add_special_tokens)
+    config = copy.deepcopy(backend.gen_config)
+    config.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=0,
+                  max_new_tokens=sampling.max_new_tokens)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        seqs = backend.model.generate(**enc, generation_config=config)
+    dt = time.perf_counter() - t0
+    stop = set(backend.stop_ids)
+    cut = [split_at_stop(r, stop) for r in seqs[:, enc["input_ids"].shape[1]:].tolist()]
+    tokens = sum(c[2] for c in cut)
+    return {"tokens": tokens, "seconds": round(dt, 3), "tok_s": round(tokens / dt, 2),
+            "samples_s": round(len(rows) / dt, 3), "stop_frac": round(sum(c[1] == "stop" for c in cut) / len(cut), 3)}
 
 
 def main(argv=None) -> int:
@@ -122,11 +149,15 @@ def main(argv=None) -> int:
         backend.generate(prompts[:1], 1, SamplingConfig(0.6, 0.95, 8), seeds[:1])  # warm-up
         print(f"{name}: loaded in {load_s:.1f} s")
         for n in args.n:
-            row = {"backend": name, "n": n, "prompts": len(prompts), **time_call(backend, prompts, n, sampling, seeds)}
-            rows.append(row)
-            print(f"{name:5s} n={n:4d}  tokens={row['tokens']:6d}  {row['seconds']:8.2f} s  "
-                  f"{row['tok_s']:8.1f} tok/s  {row['samples_s']:7.2f} samples/s  stop={row['stop_frac']:.2f}",
-                  flush=True)
+            timed = [(name, time_call(backend, prompts, n, sampling, seeds))]
+            if name == "hf" and args.native:
+                timed.append(("hf-native", time_native(backend, prompts, n, sampling)))
+            for label, stats in timed:
+                row = {"backend": label, "n": n, "prompts": len(prompts), **stats}
+                rows.append(row)
+                print(f"{label:9s} n={n:4d}  tokens={row['tokens']:6d}  {row['seconds']:8.2f} s  "
+                      f"{row['tok_s']:8.1f} tok/s  {row['samples_s']:7.2f} samples/s  stop={row['stop_frac']:.2f}",
+                      flush=True)
         del backend
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
