@@ -189,7 +189,7 @@ def _fast_compare(pred: str, gold: str) -> bool | None:
     (math-verify compares integers exactly too). Unequal decimals go to math-verify (it rounds to 6 places).
     """
     p, g = pred.strip(), gold.strip()
-    if len(p) > 10_000 or len(g) > 10_000 or not _PLAIN_NUM.fullmatch(p) or not _PLAIN_NUM.fullmatch(g):
+    if len(p) > 1_000_000 or len(g) > 1_000_000 or not _PLAIN_NUM.fullmatch(p) or not _PLAIN_NUM.fullmatch(g):
         return None
     try:
         if Decimal(p) == Decimal(g):
@@ -210,9 +210,13 @@ def _sci_to_latex(s: str) -> str:
 @lru_cache(maxsize=1)
 def _mv():
     """math-verify's parse/verify and the extraction config (imported lazily: the fast path needs no sympy)."""
-    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
-    import math_verify.grader
-    import math_verify.parser
+    try:
+        from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+        import math_verify.grader
+        import math_verify.parser
+    except ImportError as e:
+        raise ImportError("analysis.verify needs math-verify 0.9.0: pip install 'math-verify[antlr4_13_2]==0.9.0' "
+                          "(part of the cpu and gpu extras)") from e
 
     # we arm our own alarm around parse + verify; silence the "timeout disabled" warning that says so
     math_verify.parser.TIMEOUT_WARNING_SHOWN = True
@@ -269,23 +273,32 @@ def _compare_with_timeout(answer: str, gold: str, timeout: float | None) -> tupl
     _mv()
     use_alarm = (timeout is not None and timeout > 0 and hasattr(signal, "setitimer")
                  and threading.current_thread() is threading.main_thread())
-    old_handler = old_timer = None
-    if use_alarm:
-        old_handler = signal.signal(signal.SIGALRM, _raise_soft_timeout)
-        old_timer = signal.setitimer(signal.ITIMER_REAL, timeout)
+    if not use_alarm:
+        return _compare_guarded(answer, gold)
+    old_handler = signal.signal(signal.SIGALRM, _raise_soft_timeout)
+    old_timer = (0.0, 0.0)
+    try:
+        try:
+            old_timer = signal.setitimer(signal.ITIMER_REAL, timeout)
+            try:
+                return _compare_guarded(answer, gold)
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)  # disarm first: an alarm firing here is caught below
+        except _SoftTimeout:
+            return False, "timeout"
+    finally:
+        signal.signal(signal.SIGALRM, old_handler)
+        if old_timer[0] > 0:  # restore a caller's pending alarm
+            signal.setitimer(signal.ITIMER_REAL, *old_timer)
+
+
+def _compare_guarded(answer: str, gold: str) -> tuple[bool, str]:
+    """_compare with every ordinary exception turned into (False, "error"); _SoftTimeout passes through."""
     try:
         return _compare(answer, gold)
-    except _SoftTimeout:
-        return False, "timeout"
-    except (Exception, RecursionError) as e:  # noqa: BLE001 - any grading failure is an incorrect "error"
+    except Exception as e:  # noqa: BLE001 - any grading failure (incl. RecursionError, MemoryError) is an "error"
         log.debug("grading error for %r vs %r: %s", answer[:100], gold[:100], e)
         return False, "error"
-    finally:
-        if use_alarm:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, old_handler)
-            if old_timer and old_timer[0] > 0:  # restore a caller's pending alarm
-                signal.setitimer(signal.ITIMER_REAL, *old_timer)
 
 
 def _pre_grade(output: str, gold: str, fallback: str | None,
@@ -643,6 +656,7 @@ def grade_many(outputs: Sequence[str], golds: Sequence[str], *, fallback: str | 
             todo.setdefault((ans, gold), []).append(i)
     keys = list(todo)
     if keys:
+        _mv()  # fail here, loudly, if math-verify is missing (not once per item inside the workers)
         n_workers = default_workers(len(keys)) if workers is None else workers
         if n_workers == 0:
             verdicts = [_compare_with_timeout(a, g, timeout) for a, g in keys]
