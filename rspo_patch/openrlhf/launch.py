@@ -10,6 +10,7 @@ Every OpenRLHF flag works as in ``python -m openrlhf.cli.train_ppo_ray``; in add
   --rspo.drop_zero_weight           remove exactly-zero-weight responses from the policy loss (experience.py)
   --rspo.hp KEY=VALUE ...           estimator hyperparameters (e.g. beta=2 for rs_grpo)
   --rspo.max_abs_reward M           bound on |reward| used to size the default --reward.clip_range (default 1)
+  --rspo.no_entropy_log             do not compute/log the policy entropy (saves the actor's entropy pass)
   --rspo.ray_temp_dir DIR           start a private local Ray: ray.init(address="local", _temp_dir=DIR) (Slurm jobs)
 
 How: OpenRLHF builds its parser under ``if __name__ == "__main__"``, so the launcher wraps
@@ -117,6 +118,8 @@ def build_parser_hook(parser: argparse.ArgumentParser) -> bool:
     group.add_argument("--rspo.hp", nargs="*", default=[], metavar="KEY=VALUE", help="estimator hyperparameters")
     group.add_argument("--rspo.max_abs_reward", type=float, default=1.0,
                        help="bound on |reward| used to size the default --reward.clip_range")
+    group.add_argument("--rspo.no_entropy_log", action="store_true", default=False,
+                       help="keep OpenRLHF's default entropy_coef None: entropy neither computed nor logged")
     group.add_argument("--rspo.ray_temp_dir", type=str, default=None,
                        help='start a private Ray: ray.init(address="local", _temp_dir=DIR)')
     parser._rspo_extended = True
@@ -214,7 +217,8 @@ def finalize_args(ns: argparse.Namespace, environ=None) -> argparse.Namespace:
         bound = default_clip_bound(k, n, max_abs)
         setattr(ns, CLIP_DEST, [-bound, bound])
     if _get(ns, "actor.entropy_coef") is UNSET:
-        setattr(ns, "actor.entropy_coef", 0.0)  # computed and logged as entropy_loss, not optimised
+        # 0: computed and logged as entropy_loss, not optimised; None (OpenRLHF's default): neither
+        setattr(ns, "actor.entropy_coef", None if _get(ns, "rspo.no_entropy_log") else 0.0)
     if _get(ns, "actor.loss_agg_mode", "token-mean") != "token-mean" and spec.unbiased_for(k):
         warnings.warn(f"--actor.loss_agg_mode {_get(ns, 'actor.loss_agg_mode')} re-weights each response by "
                       f"1/length, which breaks the unbiasedness of {name}; token-mean keeps it "

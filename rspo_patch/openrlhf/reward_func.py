@@ -24,9 +24,9 @@ Never returns None and never raises: OpenRLHF swallows a reward-function excepti
 which crashes training later. Any failure while grading one response gives reward 0 and ``rspo_grade_error`` = 1.
 Returned: ``{"rewards": (B,), "scores": (B,), "extra_logs": {...}}`` float tensors; ``scores`` is the 0/1 correctness
 (what ``--algo.dynamic_filtering_enable`` filters on). extra_logs (logged by OpenRLHF as train/<name>):
-``rspo_correct``, ``rspo_grade_error``, ``rspo_num_tokens``, ``rspo_token_proxy``.
-Grading runs in the calling thread: analysis.verify's soft timeout only works in a main thread, so a pathological
-answer is bounded only by math-verify itself.
+``rspo_correct``, ``rspo_grade_error``, ``rspo_grade_timeout``, ``rspo_num_tokens``, ``rspo_token_proxy``.
+Called from OpenRLHF's reward threads, analysis.verify compares answers that need math-verify in a persistent grading
+worker process with a hard deadline (5 s); a timeout gives reward 0 and ``rspo_grade_timeout`` = 1.
 """
 
 from __future__ import annotations
@@ -123,12 +123,14 @@ def score_one(query: str, prompt: str | None, label, *, kind: str, max_new_token
     response = extract_response(query, prompt)
     num_tokens, exact = count_tokens(response, environ)
     finish_reason = "length" if exact and max_new_tokens and num_tokens >= max_new_tokens else None
+    timed_out = False
     grade_result = getattr(verify, "grade_result", None)
-    if grade_result is not None:
+    if grade_result is not None:  # grade() plus the status, to count errors and timeouts
         result = grade_result(response, str(label), fallback=fallback, finish_reason=finish_reason)
         correct = bool(result.correct)
         if result.status == "error":
             raise RuntimeError(f"analysis.verify could not compare the answer {result.extracted!r} with {label!r}")
+        timed_out = result.status == "timeout"
     else:
         correct = bool(verify.grade(response, str(label), fallback=fallback, finish_reason=finish_reason))
     if kind == "pass":
@@ -137,7 +139,8 @@ def score_one(query: str, prompt: str | None, label, *, kind: str, max_new_token
         if max_new_tokens is None:
             raise ValueError("RSPO_REWARD=max needs RSPO_MAX_NEW_TOKENS")
         value = max_reward(correct, num_tokens, max_new_tokens)
-    return {"reward": value, "correct": float(correct), "num_tokens": float(num_tokens), "proxy": float(not exact)}
+    return {"reward": value, "correct": float(correct), "num_tokens": float(num_tokens), "proxy": float(not exact),
+            "timeout": float(timed_out)}
 
 
 def reward_func(queries, prompts, labels, **kwargs) -> dict:
@@ -158,7 +161,7 @@ def reward_func(queries, prompts, labels, **kwargs) -> dict:
             row["error"] = 0.0
         except Exception as err:  # noqa: BLE001 - a reward of None would crash OpenRLHF later
             logger.warning("reward_func: grading failed (%s: %s); reward 0", type(err).__name__, err)
-            row = {"reward": 0.0, "correct": 0.0, "num_tokens": 0.0, "proxy": 0.0, "error": 1.0}
+            row = {"reward": 0.0, "correct": 0.0, "num_tokens": 0.0, "proxy": 0.0, "timeout": 0.0, "error": 1.0}
         rows.append(row)
 
     def column(key):
@@ -170,6 +173,7 @@ def reward_func(queries, prompts, labels, **kwargs) -> dict:
         "extra_logs": {
             "rspo_correct": column("correct"),
             "rspo_grade_error": column("error"),
+            "rspo_grade_timeout": column("timeout"),
             "rspo_num_tokens": column("num_tokens"),
             "rspo_token_proxy": column("proxy"),
         },

@@ -15,9 +15,8 @@ import importlib.util
 import sys
 import types
 
-import torch
-
 import pytest
+import torch
 
 CPU_STUBBED_MODULES = (
     "flash_attn",
@@ -81,7 +80,33 @@ if importlib.util.find_spec("openrlhf") is None:
         allow_module_level=True,
     )
 
+# OpenRLHF modules the tests use, imported once while the stand-ins are registered
+OPENRLHF_MODULES = (
+    "openrlhf.trainer.ppo_utils.experience_maker",
+    "openrlhf.trainer.ppo_trainer",
+    "openrlhf.trainer.ppo_trainer_async",
+    "openrlhf.cli.train_ppo_ray",
+    "openrlhf.utils.agent",
+    "openrlhf.models.loss",
+)
+
+
+def remove_cpu_stubs() -> None:
+    """Unregister the stand-ins, so later test tiers of the same session never mistake them for real packages.
+
+    OpenRLHF's modules keep the names they bound at import; the code paths under test import nothing more from them.
+    """
+    for name in CPU_STUBBED_MODULES:
+        if getattr(sys.modules.get(name), "_rspo_cpu_stub", False):
+            del sys.modules[name]
+
+
 install_cpu_stubs()
+try:
+    for _name in OPENRLHF_MODULES:
+        importlib.import_module(_name)
+finally:
+    remove_cpu_stubs()
 
 
 # ---------------------------------------------------------------------------------------------------------------------

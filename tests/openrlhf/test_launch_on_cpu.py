@@ -43,6 +43,9 @@ def test_user_settings_win(parse_flags):
                        "8", "--reward.clip_range", "-3", "3", "--actor.entropy_coef", "0.001")
     assert list(args.reward.clip_range) == [-3.0, 3.0]
     assert args.actor.entropy_coef == 0.001
+    quiet = parse_flags("--algo.advantage.estimator", "pkpo_s", "--rspo.k", "8", "--rollout.n_samples_per_prompt",
+                        "8", "--rspo.no_entropy_log")
+    assert quiet.actor.entropy_coef is None
 
 
 def test_parse_args_flat_namespace(parse_flags):

@@ -102,3 +102,14 @@ def test_async_hook_patches_lazily_on_import(parse_flags, make_experiences):
         hooks.teardown()
         sys.modules[name] = saved
         trainer_pkg.ppo_trainer = saved
+
+
+def test_async_hook_is_light():
+    """The hook runs in every Ray worker (vLLM engines included): it must not import torch or OpenRLHF itself."""
+    import subprocess
+
+    code = ("import sys, rspo_patch.openrlhf.hooks as h; h.setup(); "
+            "heavy = [m for m in ('torch', 'openrlhf', 'ray', 'transformers') if m in sys.modules]; "
+            "assert not heavy, heavy; "
+            "assert any(type(f).__name__ == '_PatchOnImport' for f in sys.meta_path)")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -77,3 +77,26 @@ def test_extract_response():
     # decoded prompt differs from the prompt string at the start: fall back to the prompt's tail
     assert extract_response("X" + PROMPT[1:] + RIGHT, PROMPT) == RIGHT
     assert extract_response(RIGHT + "</s>", None) == RIGHT
+
+
+def test_symbolic_answer_graded_from_reward_thread(monkeypatch):
+    """A pair that needs math-verify, from OpenRLHF's worker thread (analysis.verify's isolated grading path)."""
+    executor = _executor(monkeypatch)
+    result = _call(executor, "So $x = \\boxed{\\frac{1}{2}}$.", "0.5")
+    assert result["reward"] == 1.0 and result["rspo_grade_error"] == 0.0 and result["rspo_grade_timeout"] == 0.0
+
+
+def test_max_reward_with_tokenizer_and_truncation(monkeypatch, tmp_path):
+    from rspo_patch.charlm import build_char_tokenizer
+
+    build_char_tokenizer().save_pretrained(tmp_path / "tok")
+    executor = _executor(monkeypatch, RSPO_REWARD="max", RSPO_MAX_NEW_TOKENS="64", RSPO_TOKENIZER=str(tmp_path / "tok"))
+    short = "\\boxed{42}"
+    right = _call(executor, short, "42")
+    assert right["rspo_token_proxy"] == 0.0
+    tokens = right["rspo_num_tokens"]
+    assert 0 < tokens <= len(short)
+    assert right["reward"] == pytest.approx(1 - 0.5 * tokens / 64)
+    # a response that used the whole budget is truncated: graded wrong, as in evaluation
+    long = "x" * 80 + "\\boxed{42}"
+    assert _call(executor, long, "42")["reward"] == 0.0
