@@ -32,6 +32,7 @@ import sys
 import tempfile
 import zlib
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -67,8 +68,14 @@ def max_at_k_weights(n: int, k: int) -> np.ndarray:
     """w_i = C(i-1, k-1) / C(n, k) for i = 1..n (zero for i < k), shape (n,), float64, sums to 1.
 
     The weight of the i-th smallest of n rewards in the unbiased max@k estimate; log-space binomials.
+    Cached per (n, k); the returned array is read-only.
     """
     _check_nk(n, k)
+    return _weights(int(n), int(k))
+
+
+@lru_cache(maxsize=1024)
+def _weights(n: int, k: int) -> np.ndarray:
     i = np.arange(1, n + 1)
     w = np.zeros(n, dtype=np.float64)
     lg = np.vectorize(math.lgamma, otypes=[np.float64])
@@ -78,7 +85,9 @@ def max_at_k_weights(n: int, k: int) -> np.ndarray:
     w[k - 1:] = np.exp(log_c_num - log_c_den)
     # the weights sum to 1 exactly (sum_{i>=k} C(i-1,k-1) = C(n,k)); renormalising removes the rounding of the
     # large lgamma values that all weights share (~1e-12 at n=1024 -> ~1e-15)
-    return w / w.sum()
+    w /= w.sum()
+    w.flags.writeable = False
+    return w
 
 
 def _as_rewards(rewards) -> np.ndarray:

@@ -172,8 +172,12 @@ def test_memory_cap_fails_fast_instead_of_exhausting_memory():
 
 
 def test_in_process_soft_timeout():
+    import signal
+
+    before = signal.getsignal(signal.SIGALRM)
     r = V.grade_result("\\boxed{" + "1+" * 200_000 + "1}", "5", timeout=0.5, isolate=False)
     assert r.status == "timeout" and not r.correct
+    assert signal.getsignal(signal.SIGALRM) is before and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
 
 
 def test_threads_grade_in_isolated_workers():
