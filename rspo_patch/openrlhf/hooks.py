@@ -21,7 +21,10 @@ TARGET_MODULE = "openrlhf.trainer.ppo_trainer"
 
 
 def patch_ppo_trainer_module(module) -> None:
-    """Route ``BasePPOTrainer`` (sync and async) to RSPOExperienceMaker in an imported ppo_trainer module (idempotent)."""
+    """Route ``BasePPOTrainer`` (sync and async) to RSPOExperienceMaker in an imported ppo_trainer module.
+
+    Idempotent: a second call rebinds the same class and leaves the train_step wrapper as it is.
+    """
     from rspo_patch.openrlhf.experience import RSPOExperienceMaker
 
     module.RemoteExperienceMaker = RSPOExperienceMaker

@@ -7,6 +7,9 @@ import copy
 import pytest
 import torch
 
+pytest.importorskip("openrlhf", reason="openrlhf is not installed: `pip install --no-deps openrlhf==0.11.2` to run "
+                    "the OpenRLHF plugin tier")
+
 from rspo_patch.estimators import compute_weights, k_schedule
 from rspo_patch.openrlhf.experience import (
     RSPOExperienceMaker,

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+pytest.importorskip("openrlhf", reason="openrlhf is not installed: `pip install --no-deps openrlhf==0.11.2` to run "
+                    "the OpenRLHF plugin tier")
+
 from rspo_patch.estimators import ESTIMATORS
 from rspo_patch.openrlhf import launch
 from rspo_patch.openrlhf._version import OpenRLHFVersionError, check_openrlhf_version

@@ -12,6 +12,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+pytest.importorskip("openrlhf", reason="openrlhf is not installed: `pip install --no-deps openrlhf==0.11.2` to run "
+                    "the OpenRLHF plugin tier")
+
 from rspo_patch.estimators import compute_weights
 
 N = 4

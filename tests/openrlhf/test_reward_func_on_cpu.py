@@ -8,6 +8,9 @@ import math
 import pytest
 import torch
 
+pytest.importorskip("openrlhf", reason="openrlhf is not installed: `pip install --no-deps openrlhf==0.11.2` to run "
+                    "the OpenRLHF plugin tier")
+
 from rspo_patch.openrlhf import launch
 
 REWARD_FILE = str(launch.REWARD_FUNC_FILE)
