@@ -276,7 +276,7 @@ def _compare_with_timeout(answer: str, gold: str, timeout: float | None) -> tupl
     if not use_alarm:
         return _compare_guarded(answer, gold)
     old_handler = signal.signal(signal.SIGALRM, _raise_soft_timeout)
-    old_timer = (0.0, 0.0)
+    old_timer, t0 = (0.0, 0.0), time.monotonic()
     try:
         try:
             old_timer = signal.setitimer(signal.ITIMER_REAL, timeout)
@@ -288,8 +288,8 @@ def _compare_with_timeout(answer: str, gold: str, timeout: float | None) -> tupl
             return False, "timeout"
     finally:
         signal.signal(signal.SIGALRM, old_handler)
-        if old_timer[0] > 0:  # restore a caller's pending alarm
-            signal.setitimer(signal.ITIMER_REAL, *old_timer)
+        if old_timer[0] > 0:  # re-arm a caller's pending alarm (e.g. pytest-timeout) for its remaining time
+            signal.setitimer(signal.ITIMER_REAL, max(1e-3, old_timer[0] - (time.monotonic() - t0)), old_timer[1])
 
 
 def _compare_guarded(answer: str, gold: str) -> tuple[bool, str]:

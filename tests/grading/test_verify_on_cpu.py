@@ -174,10 +174,19 @@ def test_memory_cap_fails_fast_instead_of_exhausting_memory():
 def test_in_process_soft_timeout():
     import signal
 
-    before = signal.getsignal(signal.SIGALRM)
-    r = V.grade_result("\\boxed{" + "1+" * 200_000 + "1}", "5", timeout=0.5, isolate=False)
-    assert r.status == "timeout" and not r.correct
-    assert signal.getsignal(signal.SIGALRM) is before and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    def outer(signum, frame):  # a caller's own alarm (pytest-timeout uses one too)
+        raise AssertionError("the caller's alarm fired too early")
+
+    before = signal.signal(signal.SIGALRM, outer)
+    signal.setitimer(signal.ITIMER_REAL, 60.0)
+    try:
+        r = V.grade_result("\\boxed{" + "1+" * 200_000 + "1}", "5", timeout=0.5, isolate=False)
+        assert r.status == "timeout" and not r.correct
+        assert signal.getsignal(signal.SIGALRM) is outer  # handler restored
+        assert 30.0 < signal.getitimer(signal.ITIMER_REAL)[0] < 60.0  # re-armed for the time it had left
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, before)
 
 
 def test_threads_grade_in_isolated_workers():
