@@ -220,32 +220,38 @@ def seed_mean(df: pd.DataFrame, by: list[str], *, ci: str = "auto") -> pd.DataFr
     """
     if ci not in ("auto", "metrics", "seeds"):
         raise ValueError(f"ci={ci!r}; expected 'auto', 'metrics' or 'seeds'")
+    cols = list(by) + ["value", "ci_low", "ci_high", "n_seeds", "ci_method"]
     if df.empty:
-        return pd.DataFrame(columns=list(by) + ["value", "ci_low", "ci_high", "n_seeds", "ci_method"])
-    rows = []
-    for key, g in df.groupby(list(by), sort=True, dropna=False):
-        key = key if isinstance(key, tuple) else (key,)
-        v = g["value"].to_numpy(float)
-        s = len(v)
-        mean = float(np.mean(v))
-        m_lo = float(np.nanmean(g["ci_low"].to_numpy(float))) if "ci_low" in g else np.nan
-        m_hi = float(np.nanmean(g["ci_high"].to_numpy(float))) if "ci_high" in g else np.nan
-        if s >= 2:
-            h = _t_quantile(s - 1) * float(np.std(v, ddof=1)) / math.sqrt(s)
-            s_lo, s_hi = mean - h, mean + h
-        else:
-            s_lo = s_hi = np.nan
-        if ci == "metrics" or (ci == "auto" and s < 2):
-            lo, hi, method = m_lo, m_hi, "bootstrap (metrics)"
-        elif ci == "seeds":
-            lo, hi, method = s_lo, s_hi, "t across seeds"
-        else:
-            lo = np.nanmin([s_lo, m_lo]) if not (np.isnan(s_lo) and np.isnan(m_lo)) else np.nan
-            hi = np.nanmax([s_hi, m_hi]) if not (np.isnan(s_hi) and np.isnan(m_hi)) else np.nan
-            method = "max(t across seeds, bootstrap)"
-        rows.append(dict(zip(by, key)) | {"value": mean, "ci_low": lo, "ci_high": hi, "n_seeds": s,
-                                          "ci_method": method})
-    return pd.DataFrame(rows)
+        return pd.DataFrame(columns=cols)
+    d = df.assign(_lo=pd.to_numeric(df.get("ci_low", np.nan), errors="coerce"),
+                  _hi=pd.to_numeric(df.get("ci_high", np.nan), errors="coerce"),
+                  _v=pd.to_numeric(df["value"], errors="coerce"))
+    g = d.groupby(list(by), sort=True, dropna=False).agg(value=("_v", "mean"), sd=("_v", "std"), s=("_v", "size"),
+                                                         m_lo=("_lo", "mean"), m_hi=("_hi", "mean")).reset_index()
+    from scipy.stats import t as student_t
+
+    s_ = g["s"].to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tq = np.where(s_ >= 2, student_t.ppf(0.975, np.maximum(s_ - 1, 1)), np.nan)
+        h = tq * g["sd"].to_numpy(float) / np.sqrt(s_)
+    mean = g["value"].to_numpy(float)
+    s_lo, s_hi = mean - h, mean + h
+    m_lo, m_hi = g["m_lo"].to_numpy(float), g["m_hi"].to_numpy(float)
+    if ci == "metrics":
+        lo, hi = m_lo, m_hi
+        method = np.full(len(g), "bootstrap (metrics)", dtype=object)
+    elif ci == "seeds":
+        lo, hi = s_lo, s_hi
+        method = np.full(len(g), "t across seeds", dtype=object)
+    else:  # auto: the wider of the two where there are several seeds, else the bootstrap
+        multi = s_ >= 2
+        lo = np.where(multi, np.fmin(s_lo, m_lo), m_lo)
+        hi = np.where(multi, np.fmax(s_hi, m_hi), m_hi)
+        method = np.where(multi, "max(t across seeds, bootstrap)", "bootstrap (metrics)").astype(object)
+    out = g[list(by)].copy()
+    out["value"], out["ci_low"], out["ci_high"] = mean, lo, hi
+    out["n_seeds"], out["ci_method"] = s_.astype(int), method
+    return out[cols]
 
 
 def summary_table(metrics: pd.DataFrame, *, ks: list[int] | None = None, ci: str = "auto") -> pd.DataFrame:

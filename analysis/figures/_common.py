@@ -125,6 +125,7 @@ class FigureContext:
     bandit_path: Path | None = None
     config_path: Path | None = None
     ci: str = "auto"
+    png_dpi: int | None = None  # None: the style's savefig.dpi (200)
     inputs: dict = field(default_factory=dict)
     _cache: dict = field(default_factory=dict)
 
@@ -242,8 +243,8 @@ def run_figure(name: str, ctx: FigureContext) -> dict:
     ctx.inputs = {}
     with plt.style.context(str(STYLE_PATH)):
         fig, meta = spec["function"](ctx)
-        for ext in ("pdf", "png"):
-            _atomic_savefig(fig, out_dir / f"{name}.{ext}")
+        _atomic_savefig(fig, out_dir / f"{name}.pdf")
+        _atomic_savefig(fig, out_dir / f"{name}.png", **({"dpi": ctx.png_dpi} if ctx.png_dpi else {}))
     plt.close(fig)
     sidecar = {
         "figure": name,
@@ -520,6 +521,9 @@ def _n_style(algo: str, tk: int, n: int, ns: list[int]) -> dict:
     from matplotlib import colormaps
 
     st = style_for(algo, tk)
+    if algo == "base":
+        return st
+    ns = [m for m in ns if m > 1] or ns
     i = ns.index(n) if n in ns else 0
     t = (i + 1) / max(len(ns), 1)
     cmap = colormaps["Reds" if algo.startswith("rspo") else "Blues" if algo == "baseline" else "Greys"]
@@ -584,7 +588,7 @@ def seed_curve(g: pd.DataFrame, column: str) -> pd.DataFrame:
     Each seed's curve is first smoothed with a centred rolling mean of smooth_window(steps) points.
     Columns: step, mean, lo, hi, n_seeds, window.
     """
-    from analysis.aggregate import _t_quantile
+    from scipy.stats import t as student_t
 
     per_seed = []
     window = smooth_window(g["step"].nunique())
@@ -596,9 +600,11 @@ def seed_curve(g: pd.DataFrame, column: str) -> pd.DataFrame:
     mean = wide.mean(axis=1)
     cnt = wide.count(axis=1)
     sd = wide.std(axis=1, ddof=1)
-    h = np.array([_t_quantile(int(c) - 1) if c >= 2 else np.nan for c in cnt]) * sd / np.sqrt(cnt)
-    return pd.DataFrame({"step": wide.index.to_numpy(), "mean": mean.to_numpy(), "lo": (mean - h).to_numpy(),
-                         "hi": (mean + h).to_numpy(), "n_seeds": cnt.to_numpy(), "window": window})
+    c_ = cnt.to_numpy()
+    tq = np.where(c_ >= 2, student_t.ppf(0.975, np.maximum(c_ - 1, 1)), np.nan)
+    h = tq * sd.to_numpy(float) / np.sqrt(c_)
+    return pd.DataFrame({"step": wide.index.to_numpy(), "mean": mean.to_numpy(), "lo": mean.to_numpy() - h,
+                         "hi": mean.to_numpy() + h, "n_seeds": c_, "window": window})
 
 
 def draw_train_panels(fam: dict, panels: list[tuple[str, str, Callable | None]], *, ncols: int | None = None):

@@ -9,7 +9,6 @@ the baseline reinforces (weight > 0) although it is not its block's best and RSP
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from analysis.figures._common import panel_grid, register_figure
 from analysis.figures.colors import method_color
@@ -23,6 +22,8 @@ EXAMPLES = {
 
 def example_weights(rewards: list[float], rspo_name: str, k: int = K) -> dict[str, np.ndarray]:
     """{"reward", "baseline", "rspo", "hitchhiker"} arrays (n,) for one group, weights from the registry."""
+    import torch
+
     from rspo_patch.estimators import get_estimator
 
     r = torch.tensor([rewards], dtype=torch.float64)  # (1, n)

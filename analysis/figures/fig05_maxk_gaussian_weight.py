@@ -13,8 +13,6 @@ conditional expectation given R_i = r is exactly W_k(r).
 from __future__ import annotations
 
 import numpy as np
-from scipy import integrate
-from scipy.stats import norm
 
 from analysis.figures._common import panel_grid, register_figure
 from analysis.figures.colors import style_for
@@ -26,6 +24,9 @@ MC_N, MC_GROUPS, MC_SEED = 16, 3000, 0
 
 def maxk_weight(r: float, k: int) -> float:
     """W_k(r) = k int_{-inf}^r (r - t)(k-1) phi(t) Phi(t)^(k-2) dt by adaptive quadrature (k >= 2)."""
+    from scipy import integrate
+    from scipy.stats import norm
+
     if k < 2:
         raise ValueError(f"k must be >= 2 for the marginal-contribution weight, got {k}")
     f = lambda t: (r - t) * (k - 1) * norm.pdf(t) * norm.cdf(t) ** (k - 2)  # noqa: E731
@@ -38,6 +39,7 @@ def maxk_weight_curve(rs, k: int, *, lo: float = -12.0, points: int = 40001) -> 
     A(r) = int_lo^r (k-1) phi Phi^(k-2) dt and B(r) = int_lo^r t (k-1) phi Phi^(k-2) dt (trapezoid rule on a fine
     grid; agrees with maxk_weight's quadrature to ~1e-7)."""
     from scipy.integrate import cumulative_trapezoid
+    from scipy.stats import norm
 
     if k < 2:
         raise ValueError(f"k must be >= 2 for the marginal-contribution weight, got {k}")
@@ -51,6 +53,9 @@ def maxk_weight_curve(rs, k: int, *, lo: float = -12.0, points: int = 40001) -> 
 
 def maxk_weight_by_parts(r: float, k: int) -> float:
     """k int_{-inf}^r Phi(t)^(k-1) dt (the integrated-by-parts form; same value)."""
+    from scipy import integrate
+    from scipy.stats import norm
+
     val, _ = integrate.quad(lambda t: norm.cdf(t) ** (k - 1), -np.inf, r, epsabs=1e-11, epsrel=1e-10, limit=200)
     return k * val
 
@@ -84,6 +89,8 @@ def monte_carlo_weights(k: int, *, n: int = MC_N, groups: int = MC_GROUPS, seed:
                          "integration, one curve per k; dots: Monte Carlo means of the registry's rspo_max weights "
                          f"(n = {MC_N}, {MC_GROUPS} groups).")
 def build(ctx):
+    from scipy.stats import norm
+
     fig, (ax0, ax1) = panel_grid(2, panel_w=2.7, panel_h=2.1)
     t = np.linspace(-3.5, 3.5, 500)
     ax0.plot(t, norm.cdf(t), color="k", lw=1.1, label=r"CDF $\Phi$")

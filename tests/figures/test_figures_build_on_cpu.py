@@ -1,0 +1,118 @@
+"""Every registered figure builds (PDF + PNG + sidecar) from synthetic results; missing cells are reported."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from analysis.figures import FIGURES, FigureContext, run_figure
+from analysis.figures.__main__ import main as figures_main
+from analysis.figures.colors import method_color, style_for
+
+TABLE_FIGS = [n for n, s in FIGURES.items() if s["needs"] == "tables"]
+
+
+def test_registry_shape():
+    assert {f"fig{i:02d}" for i in range(1, 13)} <= {n[:5] for n in FIGURES}
+    for name, spec in FIGURES.items():
+        assert spec["needs"] in ("analytic", "tables", "bandit")
+        assert callable(spec["function"]) and spec["caption"]
+        assert spec["outputs"] == [f"{name}.pdf", f"{name}.png", f"{name}.json"]
+    assert all(FIGURES[f"fig0{i}" + n[5:]]["needs"] == "analytic" for i in range(1, 6)
+               for n in FIGURES if n.startswith(f"fig0{i}"))
+
+
+def test_every_figure_builds(built):
+    out, sidecars = built
+    for name in FIGURES:
+        pdf, png = out / f"{name}.pdf", out / f"{name}.png"
+        assert pdf.read_bytes()[:5] == b"%PDF-", name
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        side = json.loads((out / f"{name}.json").read_text())
+        assert side["figure"] == name and side["needs"] == FIGURES[name]["needs"]
+        assert isinstance(side["missing_cells"], list)
+
+
+def test_complete_fixture_has_no_missing_cells(built):
+    _, sidecars = built
+    for name in TABLE_FIGS:
+        assert sidecars[name]["missing_cells"] == [], name
+        assert sidecars[name]["cells_used"], name
+        assert sidecars[name]["source"].startswith("config family"), name
+
+
+def test_table_figures_plot_what_the_tables_say(built, synthetic_results):
+    import pandas as pd
+
+    _, sidecars = built
+    passk = pd.read_csv(synthetic_results / "tables/passk.csv")
+    side = sidecars["fig06_passk_main"]
+    assert side["grader_versions"] == ["test-grader-1"]
+    v = next(x for x in side["values"] if x["algo"] == "rspo_pass" and x["train_k"] == 4 and x["k"] == 8
+             and x["benchmark"] == "aime24")
+    rows = passk[(passk["model"] == "tiny") & (passk["algo"] == "rspo_pass") & (passk["train_k"] == 4) & (passk["n"] == 8)
+                 & (passk["k"] == 8) & (passk["benchmark"] == "aime24") & (passk["k_schedule"] == "constant")]
+    assert v["n_seeds"] == 2 and v["value"] == pytest.approx(rows["value"].mean())
+    assert {x["n"] for x in sidecars["fig08_nscale"]["values"] if x["algo"] != "base"} == {4, 8, 16}
+    assert {x["benchmark"] for x in sidecars["fig10_contamination"]["values"]} == {"aime25"}
+    assert {x["algo"] for x in sidecars["fig12_grpo"]["values"]} == {"base", "pg", "grpo"}
+    assert {x["algo"] for x in sidecars["fig11_maxk"]["values"]} == {"base", "pg", "baseline", "rspo_max"}
+    assert all(x["k"] == x["train_k"] for x in sidecars["fig13_peers_matched_k"]["values"]
+               if x["algo"] not in ("pg", "grpo", "base"))
+
+
+def test_missing_cells_are_listed_and_figures_still_build(tmp_path):
+    from analysis.aggregate import aggregate
+    from fig_fixtures import CONFIG, make_results
+
+    gone = "model~tiny/algo~baseline/k~8/n~8/reward~pass/seed~1"
+    root = make_results(tmp_path / "r", drop={gone, "model~big7b/algo~pg/k~1/n~8/reward~pass/seed~0",
+                                              "model~big7b/algo~rspo_pass/k~4/n~8/reward~pass/seed~0",
+                                              "model~big7b/algo~base/k~1/n~1/reward~pass/seed~0"})
+    aggregate(root / "eval", root / "train", root / "tables")
+    ctx = FigureContext(out_dir=tmp_path / "f", tables_dir=root / "tables", config_path=root / "config.yaml",
+                        png_dpi=40)
+    main = run_figure("fig06_passk_main", ctx)
+    assert main["missing_cells"] == [f"{gone} [aime24]", f"{gone} [math500]"]
+    assert gone not in main["cells_used"]
+    big = run_figure("fig09_7b", ctx)  # every cell of the family missing: an annotated placeholder
+    assert len(big["missing_cells"]) == 3 and big["cells_used"] == [] and big["values"] == []
+    ent = run_figure("fig07_entropy", ctx)
+    assert ent["missing_cells"] == [gone]
+    assert (tmp_path / "f/fig09_7b.pdf").is_file()
+    assert CONFIG["families"]["main"]["seed"] == [0, 1]
+
+
+def test_no_tables_no_config(tmp_path):
+    """Empty tables (nothing evaluated yet): every table figure is a placeholder that claims nothing."""
+    (tmp_path / "t").mkdir()
+    side = run_figure("fig06_passk_main", FigureContext(out_dir=tmp_path / "f", tables_dir=tmp_path / "t",
+                                                        png_dpi=40))
+    assert side["values"] == [] and side["cells_used"] == [] and side["source"].startswith("table columns")
+    assert side["inputs"][str(tmp_path / "t/passk.csv")] == {"missing": True}
+
+
+def test_cli_only_and_errors(synthetic_results, tmp_path):
+    assert figures_main(["--tables", str(synthetic_results / "tables"), "--out", str(tmp_path),
+                         "--config", str(synthetic_results / "config.yaml"), "--only", "fig12_grpo"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fig12_grpo.json", "fig12_grpo.pdf", "fig12_grpo.png"]
+    assert json.loads((tmp_path / "fig12_grpo.json").read_text())["source"] == "config family 'grpo'"
+    with pytest.raises(SystemExit):
+        figures_main(["--out", str(tmp_path), "--only", "fig99_nope"])
+    with pytest.raises(SystemExit):
+        figures_main(["--out", str(tmp_path), "--only", "fig06_passk_main"])  # needs --tables
+
+
+def test_colour_map_conventions():
+    assert style_for("pg")["color"] == (0.0, 0.0, 0.0) and style_for("pg")["linestyle"] != "-"
+    r2, r8 = method_color("rspo_pass", 2), method_color("rspo_pass", 8)
+    b2, b8 = method_color("baseline", 2), method_color("baseline", 8)
+    assert r2[0] > r2[2] and b2[2] > b2[0]  # reds and blues
+    assert sum(r8) < sum(r2) and sum(b8) < sum(b2)  # darker as k grows
+    assert style_for("rspo_pass", 8)["linewidth"] > style_for("rspo_pass", 2)["linewidth"]
+    base = method_color("base")
+    assert base[0] == base[1] == base[2]  # grey
+    peers = {method_color(a, 4) for a in ("grpo", "pkpo_s", "pkpo_sloo", "passk_chen", "grpo_passk", "rs_grpo",
+                                          "rspo_max")}
+    assert len(peers) == 7 and r2 not in peers
