@@ -571,7 +571,7 @@ def _run_pool(jobs: list[tuple[str, str]], *, timeout: float, workers: int, mem_
     pending = deque(range(len(jobs)))
     ctx = _mp_context()
     pool: list[_Worker] = []
-    bar = tqdm(total=len(jobs), desc="grading", unit="pair", disable=not progress, leave=False)
+    bar = tqdm(total=len(jobs), desc="grading", unit="pair", disable=not progress or len(jobs) < 50, leave=False)
     try:
         pool = [_Worker(ctx, mem_limit_mb) for _ in range(min(workers, len(jobs)))]
         failed_starts = 0
