@@ -273,7 +273,13 @@ def score_rows(rows: Sequence[dict], *, ks: Sequence[int] | None = None, n_boot:
                metrics: Sequence[str] = ("pass@k", "max@k")) -> tuple[dict, list[dict]]:
     """(metrics.json content, tidy CSV rows) for verified rows, per benchmark; see ``score``."""
     by_bench: dict[str, dict[str, list[dict]]] = {}
+    seen: set[tuple[str, str, int]] = set()
     for r in rows:
+        if r.get("sample_idx") is not None:  # a sample counted twice would bias every estimate
+            key = (str(r["benchmark"]), str(r["problem_id"]), int(r["sample_idx"]))
+            if key in seen:
+                raise ValueError(f"duplicate sample: benchmark {key[0]!r}, problem {key[1]!r}, sample_idx {key[2]}")
+            seen.add(key)
         by_bench.setdefault(str(r["benchmark"]), {}).setdefault(str(r["problem_id"]), []).append(r)
     versions = sorted({str(r.get("grader_version", "unknown")) for r in rows})
     grader_version = ",".join(versions)

@@ -848,6 +848,8 @@ def verify_file(samples_path: str | os.PathLike, data_path: str | os.PathLike, o
         missing = [k for k in _SAMPLE_FIELDS if k not in s]
         if missing:
             raise ValueError(f"{samples_path}: row {j} lacks fields {missing}; expected {list(_SAMPLE_FIELDS)}")
+        if not isinstance(s["output"], str):
+            raise ValueError(f"{samples_path}: row {j} output is {type(s['output']).__name__}, expected a string")
     unknown = sorted({str(s["problem_id"]) for s in samples} - set(data))
     if unknown:
         raise ValueError(f"{samples_path}: {len(unknown)} problem_id(s) not in {data_path}, e.g. {unknown[:5]}")

@@ -190,6 +190,10 @@ def test_score_errors_and_cli(verified, tmp_path):
     bad.write_text(json.dumps({"benchmark": "x", "problem_id": "1"}) + "\n")
     with pytest.raises(ValueError, match="reward_max"):
         M.score(bad, tmp_path / "a.json", tmp_path / "a.csv")
+    dup = tmp_path / "dup.jsonl"
+    dup.write_text(path.read_text() + path.read_text().splitlines()[0] + "\n")
+    with pytest.raises(ValueError, match="duplicate sample"):
+        M.score(dup, tmp_path / "a.json", tmp_path / "a.csv")
     assert not (tmp_path / "a.json").exists()
     assert M.main(["--verified", str(path), "--out-json", str(tmp_path / "c.json"), "--out-csv",
                    str(tmp_path / "c.csv"), "--n-boot", "50", "--ks", "1,2,6,16"]) == 0

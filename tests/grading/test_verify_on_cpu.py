@@ -262,6 +262,10 @@ def test_verify_file_errors(files):
     _write_jsonl(bad, rows)
     with pytest.raises(ValueError, match="nope"):
         V.verify_file(bad, files / "data.jsonl", files / "o.jsonl", max_new_tokens=64, workers=0)
+    rows[1]["problem_id"], rows[1]["output"] = "p0", None
+    _write_jsonl(bad, rows)
+    with pytest.raises(ValueError, match="row 1 output"):
+        V.verify_file(bad, files / "data.jsonl", files / "o.jsonl", max_new_tokens=64, workers=0)
     with pytest.raises(ValueError, match="max_new_tokens"):
         V.verify_file(s, files / "data.jsonl", files / "o.jsonl", max_new_tokens=0)
     with pytest.raises(ValueError, match="verifier"):
