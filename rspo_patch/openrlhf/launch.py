@@ -194,6 +194,8 @@ def finalize_args(ns: argparse.Namespace, environ=None) -> argparse.Namespace:
         setattr(ns, "rspo.k", 1)
     if k < 1:
         raise ValueError(f"--rspo.k must be >= 1, got {k}")
+    if not spec.uses_k and k != 1:
+        warnings.warn(f"--rspo.k {k} has no effect: estimator {name!r} does not depend on k", stacklevel=2)
     if spec.uses_k and k > n:
         raise ValueError(f"--rspo.k {k} exceeds --rollout.n_samples_per_prompt {n}: k responses are drawn from n")
     hp = parse_hyperparameters(_get(ns, "rspo.hp"))

@@ -81,7 +81,8 @@ OPENRLHF_MODULES = (
     "openrlhf.trainer.ppo_utils.experience_maker",
     "openrlhf.trainer.ppo_trainer",
     "openrlhf.trainer.ppo_trainer_async",
-    "openrlhf.cli.train_ppo_ray",
+    "openrlhf.trainer.ray.ppo_actor",
+    "openrlhf.trainer.ray.ppo_critic",
     "openrlhf.utils.agent",
     "openrlhf.models.loss",
 )

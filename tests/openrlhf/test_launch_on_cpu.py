@@ -143,3 +143,11 @@ def test_version_guard():
     for other in ("0.11.0", "0.11.3", "0.10.2"):
         with pytest.raises(OpenRLHFVersionError, match=other):
             check_openrlhf_version(other)
+
+
+def test_warnings_for_settings_that_change_the_estimator(parse_flags):
+    with pytest.warns(UserWarning, match="breaks the unbiasedness of rspo_pass"):
+        parse_flags("--algo.advantage.estimator", "rspo_pass", "--rspo.k", "2", "--rollout.n_samples_per_prompt", "8",
+                    "--actor.loss_agg_mode", "seq-mean-token-mean")
+    with pytest.warns(UserWarning, match="does not depend on k"):
+        parse_flags("--algo.advantage.estimator", "grpo", "--rspo.k", "4", "--rollout.n_samples_per_prompt", "8")
