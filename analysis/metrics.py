@@ -303,6 +303,9 @@ def score_rows(rows: Sequence[dict], *, ks: Sequence[int] | None = None, n_boot:
                                  f"samples per problem")
         entry = {"n_problems": len(pids), "n_samples": int(ns.sum()), "n_per_problem": {"min": n_min, "max": n_max},
                  "ks": bench_ks, "metrics": {}}
+        statuses = [str(r["grade_status"]) for p in pids for r in problems[p] if "grade_status" in r]
+        if statuses:  # how the verdicts were reached (timeouts and errors count as incorrect)
+            entry["grade_status"] = {s: statuses.count(s) for s in sorted(set(statuses))}
         if dropped:
             entry["ks_dropped"] = dropped
             log.warning("%s: ks %s exceed the smallest n per problem (%d) and are not reported", bench, dropped, n_min)
