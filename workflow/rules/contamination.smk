@@ -3,33 +3,35 @@
 
 
 def audited_benchmarks():
-    """Every benchmark the config evaluates on, plus the contamination ones (sorted, unique)."""
+    """Every benchmark the config evaluates on, plus the contamination ones (sorted, unique, not the train set)."""
     benches = {b for fam in FAMILIES.values() for b in fam["benchmarks"]} | set(CONTAM_BENCHES)
     return sorted(benches - {config["data"]["train"]})
 
 
 rule ngram_audit:
-    """n-gram overlap of one benchmark's questions (and answers) with the training set."""
+    """n-gram overlap of every benchmark's problems with the training set (python -m analysis.contamination)."""
     input:
         train=train_data_path(),
-        bench=lambda wc: data_path(wc.bench),
+        benches=[data_path(b) for b in audited_benchmarks()],
     output:
-        f"{R}/contamination/{{bench}}.json",
+        json=f"{R}/contamination/ngram_overlap.json",
+        csv=f"{R}/contamination/ngram_overlap.csv",
     log:
-        f"{LOGS}/contamination/{{bench}}.log",
+        f"{LOGS}/contamination/ngram_overlap.log",
     params:
+        benches=" ".join(f"--bench {b}={data_path(b)}" for b in audited_benchmarks()),
         args=C.cli_args(config.get("contamination", {}).get("args")),
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=8000,
+        runtime=60,
     shell:
-        "python -m analysis.contamination --train {input.train} --benchmark {input.bench} --out {output} "
-        "{params.args} > {log} 2>&1"
+        "python -m analysis.contamination --train {input.train} {params.benches} --out-json {output.json} "
+        "--out-csv {output.csv} {params.args} > {log} 2>&1"
 
 
 rule contamination:
     """Target: every trained cell on the contamination benchmarks + the n-gram audit of every benchmark."""
     input:
         evals=eval_files(contamination_eval_pairs()),
-        audits=[f"{R}/contamination/{b}.json" for b in audited_benchmarks()],
+        audit=rules.ngram_audit.output.json,

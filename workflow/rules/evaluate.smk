@@ -47,9 +47,10 @@ def _xverify_input(wildcards):
     return {}
 
 
-def _verify_flags(wildcards, input):
+def _verify_flags(wildcards, input, threads):
     args = dict(EV.get("verify_args") or {})
     args["max_new_tokens"] = EV["max_new_tokens"]
+    args.setdefault("workers", threads)
     if EV.get("fallback"):
         args["fallback"] = EV["fallback"]
     if EV.get("verifier", "math-verify") == "xverify":
@@ -90,7 +91,9 @@ rule score:
     log:
         f"{LOGS}/eval/{{cell}}/{{bench}}/score.log",
     params:
-        flags=C.cli_args({"ks": EV["ks"], "n_boot": EV.get("n_boot", 1000), "seed": EV["seed"]}),
+        flags=C.cli_args(
+            {"ks": ",".join(str(k) for k in EV["ks"]), "n_boot": EV.get("n_boot", 1000), "seed": EV["seed"]}
+        ),
     threads: 1
     resources:
         mem_mb=2000,

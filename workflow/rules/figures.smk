@@ -53,6 +53,8 @@ def _figure_inputs(wildcards):
 
 def _figure_flags(wildcards, input):
     flags = f"--config {input.config}"
+    if "tables" in input.keys():
+        flags += f" --tables {R}/tables"
     if "bandit" in input.keys():
         flags += f" --bandit {input.bandit}"
     return flags
@@ -82,7 +84,6 @@ rule figure:
     log:
         f"{LOGS}/figures/{{fig}}.log",
     params:
-        tables=f"{R}/tables",
         out=f"{R}/figures",
         flags=_figure_flags,
     threads: 1
@@ -90,7 +91,7 @@ rule figure:
         mem_mb=2000,
         runtime=10,
     shell:
-        "python -m analysis.figures --tables {params.tables} --out {params.out} --only {wildcards.fig} "
+        "python -m analysis.figures --out {params.out} --only {wildcards.fig} "
         "{params.flags} > {log} 2>&1"
 
 

@@ -23,30 +23,45 @@ def _trainer_flags(wildcards):
     else:  # openrlhf: dotted flags of OpenRLHF 0.11.2 plus the launcher's --rspo.* flags
         cell_args = {
             "algo.advantage.estimator": cell.algo,
-            "rspo.k": cell.k,
-            "rspo.k_schedule": cell.k_schedule,
-            "rspo.reward": cell.reward,
+            "rspo.k": cell.k if _uses_k(cell.algo) else None,
+            "rspo.k_schedule": cell.k_schedule if cell.k_schedule != "constant" else None,
             "rollout.n_samples_per_prompt": cell.n,
             "train.seed": cell.seed,
-            "rspo.template": spec.get("template", "qwen_math_cot"),
+            **_openrlhf_template_flags(spec.get("template", "qwen_math_cot")),
         }
     return C.cli_args({**args, **cell_args})
+
+
+def _openrlhf_template_flags(template):
+    """The prompt template of analysis.prompts as OpenRLHF data flags (OpenRLHF calls input_template.format(prompt),
+    so literal braces such as \\boxed{} are doubled and {question} becomes {})."""
+    from analysis.prompts import QWEN_MATH_COT
+
+    if template == "qwen_math_cot":
+        escaped = QWEN_MATH_COT.replace("{", "{{").replace("}", "}}").replace("{{question}}", "{}")
+        return {"data.input_template": escaped}
+    if template == "plain":
+        return {"data.input_template": "{}="}
+    return {"data.apply_chat_template": True}  # chat: the tokenizer's own template
 
 
 def _train_command():
     if TR["trainer"] == "local":
         return (
             "OMP_NUM_THREADS={threads} python -m rspo_patch.train_local --model {input.model} --data {input.data} "
-            "--out {params.out} --ckpt-dir {params.ckpt} --no-progress {params.flags}"
+            "--out {params.out} --ckpt-dir {params.ckpt} --no-progress {params.flags} > {log} 2>&1"
         )
-    # OpenRLHF on one node: Ray started inside the job (address local, per-job temp dir), so concurrent jobs on a
-    # shared node never join each other's Ray cluster; checkpoints under results/ckpt/{cell} with load_enable resume.
+    # OpenRLHF on one node: a private Ray (address local, per-job temp dir) so concurrent jobs on a shared node never
+    # join each other's cluster; checkpoints and TensorBoard logs under results/ckpt/{cell} (--ckpt.load_enable
+    # resumes a requeued job); the TensorBoard scalars become train_log.jsonl (workflow/scripts/openrlhf_train_log.py).
     return (
-        "python -m rspo_patch.openrlhf.launch --ray.address local --ray.temp_dir $(mktemp -d /tmp/ray-rspo.XXXXXX) "
+        "export RSPO_REWARD={params.reward} RSPO_MAX_NEW_TOKENS={params.max_new_tokens}; "
+        "python -m rspo_patch.openrlhf.launch --rspo.ray_temp_dir $(mktemp -d /tmp/ray-rspo.XXXXXX) "
         "--actor.model_name_or_path {input.model} --data.prompt_dataset {input.data} "
-        "--data.input_key question --data.label_key answer "
+        "--data.input_key question --data.label_key answer --reward.remote_url {params.reward_func} "
         "--ckpt.path {params.ckpt} --ckpt.load_enable --ckpt.save_hf --ckpt.output_dir {output.model} "
-        "--rspo.train_log {output.log} --logger.tensorboard_dir {params.ckpt}/tensorboard {params.flags}"
+        "--logger.tensorboard_dir {params.ckpt}/tensorboard --logger.wandb.run_name rspo {params.flags} > {log} 2>&1 "
+        "&& python {params.tb_script} --tensorboard {params.ckpt}/tensorboard --out {output.log} >> {log} 2>&1"
     )
 
 
@@ -64,10 +79,16 @@ rule train:
         out=f"{R}/train/{{cell}}",
         ckpt=f"{R}/ckpt/{{cell}}",
         flags=_trainer_flags,
+        reward=lambda wc: cell_of(wc).reward,
+        max_new_tokens=lambda wc: merged_args(TR.get("args"), MODELS[cell_of(wc).model].get("train_args")).get(
+            "rollout.max_new_tokens", ""
+        ),
+        reward_func=os.path.join(workflow.basedir, "rspo_patch", "openrlhf", "reward_func.py"),
+        tb_script=os.path.join(workflow.basedir, "workflow", "scripts", "openrlhf_train_log.py"),
     threads: TR.get("threads", 2)
     resources:
         gpu=TR.get("gpus", 0),
         mem_mb=TR.get("mem_mb", 8000),
         runtime=TR.get("runtime_min", 60),
     shell:
-        _train_command() + " > {log} 2>&1"
+        _train_command()
