@@ -290,3 +290,55 @@ def test_registry_estimator_needs_launcher_args(parse_flags, maker_factory):
     del args.rspo
     with pytest.raises(ValueError, match="rspo_patch.openrlhf.launch"):
         maker_factory(RSPOExperienceMaker, args)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# reward file -> OpenRLHF Experience -> rollout split -> weights
+
+
+def test_reward_func_to_weights_pipeline(parse_flags, maker_factory, monkeypatch):
+    """OpenRLHF's own path from a reward_func result to advantages: SingleTurnAgentExecutor grades each response,
+    SamplesGenerator turns it into an Experience, split_rollout_samples sets Experience.index and batches."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from openrlhf.trainer.ppo_utils.samples_generator import SamplesGenerator
+    from openrlhf.utils.agent import SingleTurnAgentExecutor
+
+    from rspo_patch.charlm import BASE_CHARS, build_char_tokenizer
+    from rspo_patch.openrlhf.launch import REWARD_FUNC_FILE
+
+    monkeypatch.setenv("RSPO_REWARD", "pass")
+    monkeypatch.delenv("RSPO_TOKENIZER", raising=False)
+    args = parse_flags("--algo.advantage.estimator", "rspo_pass", "--rspo.k", "2", "--rollout.n_samples_per_prompt",
+                       "4", "--rollout.batch_size", "2", "--rollout.micro_batch_size", "3", "--train.batch_size", "8")
+    tokenizer = build_char_tokenizer(BASE_CHARS + "\\{}")
+    executor = SingleTurnAgentExecutor(remote_rm_url=[str(REWARD_FUNC_FILE)])
+    generator = SamplesGenerator(SimpleNamespace(args=args), None, None, tokenizer, None)
+    problems = [("2+3=", "5", ["\\boxed{5}", "\\boxed{6}", "\\boxed{5}", "7"]),
+                ("4*4=", "16", ["\\boxed{15}", "\\boxed{16}", "\\boxed{1}", "\\boxed{61}"])]
+    samples, correct = [], []
+    for prompt, gold, outputs in problems:
+        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        for text in outputs:
+            ids = prompt_ids + tokenizer(text, add_special_tokens=False)["input_ids"]
+            query = tokenizer.decode(ids, skip_special_tokens=False)
+            (info,) = asyncio.run(executor._fetch_rewards_via_func([query], [prompt], [gold]))
+            response = {"prompt": prompt, "label": gold, "images": None, "mm_train_inputs": None,
+                        "observation_tokens": ids, "action_ranges": [(len(prompt_ids), len(ids))],
+                        "rollout_log_probs": None, "truncated": False, "reward": info["rewards"],
+                        "scores": info["scores"], "extra_logs": info["extra_logs"]}
+            samples.append(generator._process_response_into_experience(response, max_len=64))
+            correct.append(text.startswith("\\boxed{" + gold + "}"))
+    maker = maker_factory(RSPOExperienceMaker, args)
+    maker.tokenizer = tokenizer
+    experiences = maker.split_rollout_samples(samples)
+    for exp in experiences:  # what make_experience sets without a reference model
+        exp.kl = torch.zeros_like(exp.action_mask, dtype=torch.float32)
+    out = maker.compute_advantages_and_returns(experiences)
+
+    rewards = torch.tensor(correct, dtype=torch.float32).reshape(2, 4)
+    got = _by_index(out, lambda exp, row: float(exp.info["rspo_weight"][row]))
+    torch.testing.assert_close(torch.tensor([got[j] for j in range(8)]),
+                               compute_weights("rspo_pass", rewards, k=2).reshape(-1))
+    assert torch.cat([e.info["rspo_correct"] for e in out]).sum().item() == sum(correct)
