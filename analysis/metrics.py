@@ -285,7 +285,8 @@ def score_rows(rows: Sequence[dict], *, ks: Sequence[int] | None = None, n_boot:
     grader_version = ",".join(versions)
     if len(versions) > 1:
         log.warning("rows were graded by several grader versions: %s", grader_version)
-    out = {"grader_version": grader_version, "n_boot": n_boot, "seed": seed, "ci": "95% percentile bootstrap over problems",
+    out = {"grader_version": grader_version, "n_boot": n_boot, "seed": seed,
+           "ci": "95% percentile bootstrap over problems",
            "estimators": {m: METRICS[m].fn.__doc__.strip().split("\n")[0] for m in metrics}, "benchmarks": {}}
     table: list[dict] = []
     for bench in sorted(by_bench):
@@ -310,8 +311,8 @@ def score_rows(rows: Sequence[dict], *, ks: Sequence[int] | None = None, n_boot:
             entry["ks_dropped"] = dropped
             log.warning("%s: ks %s exceed the smallest n per problem (%d) and are not reported", bench, dropped, n_min)
         if n_min != n_max:
-            entry["note"] = (f"problems have between {n_min} and {n_max} samples: each problem's estimate uses its own n; "
-                             f"k is limited to the smallest n ({n_min})")
+            entry["note"] = (f"problems have between {n_min} and {n_max} samples: each problem's estimate uses its "
+                             f"own n; k is limited to the smallest n ({n_min})")
             log.warning("%s: unequal samples per problem (%d..%d); k limited to %d", bench, n_min, n_max, n_min)
         for m in metrics:
             spec = get_metric(m)
@@ -324,8 +325,9 @@ def score_rows(rows: Sequence[dict], *, ks: Sequence[int] | None = None, n_boot:
             v = per_problem_values(groups, bench_ks, m)  # (P, K)
             point = AGGREGATIONS[spec.aggregation](v.T)  # (K,)
             low, high = bootstrap_ci(v, n_boot=n_boot, seed=_bench_seed(seed, bench), aggregation=spec.aggregation)
-            entry["metrics"][m] = {str(k): {"value": float(point[j]), "ci_low": float(low[j]), "ci_high": float(high[j])}
-                                   for j, k in enumerate(bench_ks)}
+            entry["metrics"][m] = {
+                str(k): {"value": float(point[j]), "ci_low": float(low[j]), "ci_high": float(high[j])}
+                for j, k in enumerate(bench_ks)}
             for j, k in enumerate(bench_ks):
                 table.append({"benchmark": bench, "metric": m, "k": int(k), "value": float(point[j]),
                               "ci_low": float(low[j]), "ci_high": float(high[j]), "n_problems": len(pids),

@@ -18,14 +18,18 @@ Pipeline for one (output, gold) pair
 Timeouts
 --------
 math-verify's own ``signal.alarm`` timeouts are switched off; instead one ``setitimer`` alarm covers parse + verify
-(soft timeout, status "timeout"; only armed in the main thread, as signals demand). Some sympy/GMP work ignores
-signals (``10^{10^{10}}``), so ``grade_many`` runs pairs in worker processes and kills a worker that overruns its
-item's hard deadline (``timeout`` + grace), grading that item incorrect with status "timeout" and starting a fresh
-worker. A worker that dies (segfault, out of memory) yields status "error". The run never hangs or crashes.
+(soft timeout, status "timeout"; only armed in the main thread, as signals demand; a caller's pending alarm is
+re-armed afterwards). Work that ignores signals (GMP, C extensions) can outlive it, so ``grade_many`` runs pairs in
+worker processes (forkserver; address space capped) and kills a worker that overruns its item's hard deadline
+(``timeout`` + max(1 s, timeout/2)), grading that item incorrect with status "timeout" and starting a fresh worker.
+A worker that dies (segfault, out of memory) yields status "error". The run never hangs or crashes.
+``grade``/``grade_result`` called outside the main thread (OpenRLHF's reward threads) send the pair to a small
+process-wide pool of such workers (RSPO_VERIFY_WORKERS, default 2), so they get the hard deadline too.
 
 Known behaviour of math-verify 0.9.0 (asserted in tests/grading): lenient on ``10\\%`` vs ``10`` and on ``x=3`` vs
-``3``; units in ``\\text{}`` / ``\\mathrm{}`` are dropped; ``90^\\circ`` equals ``90`` but not ``\\pi/2``; no relative
-tolerance (``1.3`` vs ``1.31`` is wrong: matters on Minerva), but numbers agree after rounding to 6 decimals.
+``3``; units in ``\\text{}`` / ``\\mathrm{}`` are dropped; ``90^\\circ`` equals ``90`` but ``30^\\circ`` is not
+``\\pi/6``; no relative tolerance (``1.3`` vs ``1.31`` is wrong: matters on Minerva), but numbers that agree after
+rounding to 6 decimals are equal.
 
 Changelog (GRADER_VERSION, written into every verified.jsonl row and every metrics file)
 -----------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""analysis.verify: the grading table, extraction, robustness (timeouts, pathological inputs), files, xVerify helpers."""
+"""analysis.verify: grading table, extraction, robustness (timeouts, pathological inputs), files, xVerify helpers."""
 
 from __future__ import annotations
 
