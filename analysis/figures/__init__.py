@@ -23,7 +23,9 @@ from analysis.figures import (  # noqa: F401,E402
     fig11_maxk,
     fig12_grpo,
     fig13_peers_matched_k,
+    fig14_estimator_variance,
     fig15_train_curves,
+    fig16_policy_lab,
 )
 
 __all__ = ["FIGURES", "FigureContext", "run_figure", "STYLE_PATH"]

@@ -128,3 +128,18 @@ def make_results(root: Path, config: dict = CONFIG, *, drop: set[str] = frozense
         write_cell(root, cell, benches)
     (root / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return root
+
+
+def run_bandit(out: Path) -> Path:
+    """The real toy policy lab (rspo_patch.bandit) at tiny settings, in the structure of its --out JSON."""
+    from rspo_patch import bandit
+
+    res = {
+        "quick": True,
+        "figure1": bandit.figure1(steps=4),
+        "hitchhiking": bandit.hitchhiking(ks=(2, 4), steps=2, replicates=2, P=2, m=4),
+        "k_matching": bandit.k_matching(steps=8, sampled_steps=1, replicates=1),
+        "estimator_variance": bandit.estimator_variance(ns=(4, 8), replicates=20, m=4),
+    }
+    out.write_text(json.dumps(res))
+    return out

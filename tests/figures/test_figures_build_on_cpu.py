@@ -116,3 +116,24 @@ def test_colour_map_conventions():
     peers = {method_color(a, 4) for a in ("grpo", "pkpo_s", "pkpo_sloo", "passk_chen", "grpo_passk", "rs_grpo",
                                           "rspo_max")}
     assert len(peers) == 7 and r2 not in peers
+
+
+def test_bandit_figures_read_the_lab_json(built, bandit_json):
+    _, sidecars = built
+    ev = sidecars["fig14_estimator_variance"]
+    lab = json.loads(bandit_json.read_text())
+    assert ev["k"] == lab["estimator_variance"]["k"]
+    assert ev["values"]["binary/rspo_pass"]["mse"] == lab["estimator_variance"]["binary"]["estimators"]["rspo_pass"]["mse"]
+    assert ev["values"]["binary/rspo_pass"]["unbiased"] is True
+    assert ev["values"]["binary/passk_chen"]["unbiased"] is False
+    pl = sidecars["fig16_policy_lab"]
+    assert pl["missing_inputs"] == [] and pl["quick"] is True
+    assert set(pl["values"]) == {"figure1", "hitchhiking k=2", "hitchhiking k=4", "k_matching"}
+    assert pl["values"]["figure1"]["k=2"]["final_exact"] < 0.5 < pl["values"]["figure1"]["k=1"]["final_exact"]
+
+
+def test_bandit_figures_without_json(tmp_path):
+    ctx = FigureContext(out_dir=tmp_path, bandit_path=tmp_path / "absent.json", png_dpi=40)
+    side = run_figure("fig16_policy_lab", ctx)
+    assert side["missing_inputs"] == ["figure1", "hitchhiking", "k_matching"] and side["values"] == {}
+    assert side["inputs"] == {str(tmp_path / "absent.json"): {"missing": True}}
