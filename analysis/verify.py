@@ -833,7 +833,8 @@ def verify_file(samples_path: str | os.PathLike, data_path: str | os.PathLike, o
 
     Each output row = the sample + {extracted, correct, reward_pass, reward_max, verifier, grader_version,
     grade_status} (+ correct_math_verify and xverify_label when verifier="xverify": ``correct`` is then xVerify's
-    verdict, "invalid" labels and truncated samples counting as incorrect). Rewards: rspo_patch.rewards.
+    verdict, "invalid" labels counting as incorrect; truncated samples are not judged: label None, incorrect).
+    Rewards: rspo_patch.rewards.
     Returns a summary: counts of samples, correct, each grade status, seconds, paths, grader version.
     """
     from rspo_patch.rewards import max_reward, pass_reward
@@ -842,12 +843,19 @@ def verify_file(samples_path: str | os.PathLike, data_path: str | os.PathLike, o
         raise ValueError(f"unknown verifier {verifier!r}; expected one of {', '.join(VERIFIERS)}")
     if not isinstance(max_new_tokens, int) or max_new_tokens <= 0:
         raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
-    if verifier == "xverify" and xverify_model is None:
-        raise ValueError("verifier='xverify' needs xverify_model (a local model folder)")
+    if verifier == "xverify":  # checked before the (long) math-verify pass
+        if xverify_model is None:
+            raise ValueError("verifier='xverify' needs xverify_model (a local model folder)")
+        if not (Path(xverify_model) / "config.json").is_file():
+            raise ValueError(f"xverify_model {str(xverify_model)!r} is not a local model folder with config.json")
     fallback = _check_fallback(fallback)
     t0 = time.time()
     samples = _read_jsonl(samples_path)
-    data = {str(r["id"]): r for r in _read_jsonl(data_path)}
+    data_rows = _read_jsonl(data_path)
+    for j, r in enumerate(data_rows):
+        if "id" not in r or "answer" not in r:
+            raise ValueError(f"{data_path}: row {j} lacks 'id' or 'answer'; expected {{id, question, answer, meta}}")
+    data = {str(r["id"]): r for r in data_rows}
     for j, s in enumerate(samples):
         missing = [k for k in _SAMPLE_FIELDS if k not in s]
         if missing:
@@ -862,11 +870,15 @@ def verify_file(samples_path: str | os.PathLike, data_path: str | os.PathLike, o
     res = grade_many([s["output"] for s in samples], golds, fallback=fallback,
                      finish_reasons=[s.get("finish_reason") for s in samples], timeout=timeout, workers=workers,
                      progress=progress)
-    labels = None
-    if verifier == "xverify":
+    labels: list[str | None] | None = None
+    if verifier == "xverify":  # truncated samples are incorrect anyway: not sent to the judge (label None)
         judge = XVerifyJudge(xverify_model)
-        labels = judge.judge([str(data[str(s["problem_id"])]["question"]) for s in samples],
-                             [s["output"] for s in samples], golds)
+        todo = [j for j, r in enumerate(res) if r.status != "truncated"]
+        judged = judge.judge([str(data[str(samples[j]["problem_id"])]["question"]) for j in todo],
+                             [samples[j]["output"] for j in todo], [golds[j] for j in todo])
+        labels = [None] * len(samples)
+        for j, lab in zip(todo, judged):
+            labels[j] = lab
     rows = []
     for j, (s, r) in enumerate(zip(samples, res)):
         correct = r.correct
@@ -883,13 +895,13 @@ def verify_file(samples_path: str | os.PathLike, data_path: str | os.PathLike, o
     counts = Counter(r.status for r in res)
     summary = {
         "samples": len(rows), "correct": sum(r["correct"] for r in rows),
-        "accuracy": (sum(r["correct"] for r in rows) / len(rows)) if rows else float("nan"),
+        "accuracy": (sum(r["correct"] for r in rows) / len(rows)) if rows else None,
         **{s: counts.get(s, 0) for s in STATUSES},
         "verifier": verifier, "grader_version": GRADER_VERSION, "fallback": fallback,
         "seconds": round(time.time() - t0, 3), "out": str(out_path),
     }
     if labels is not None:
-        lc = Counter(labels)
+        lc = Counter(lab for lab in labels if lab is not None)
         summary.update(xverify_model=str(xverify_model), xverify_invalid=lc.get("invalid", 0),
                        agreement_with_math_verify=sum(r["correct"] == r["correct_math_verify"] for r in rows)
                        / max(1, len(rows)))

@@ -272,6 +272,12 @@ def test_verify_file_errors(files):
         V.verify_file(s, files / "data.jsonl", files / "o.jsonl", max_new_tokens=8, verifier="llm")
     with pytest.raises(ValueError, match="xverify_model"):
         V.verify_file(s, files / "data.jsonl", files / "o.jsonl", max_new_tokens=8, verifier="xverify")
+    with pytest.raises(ValueError, match="config.json"):
+        V.verify_file(s, files / "data.jsonl", files / "o.jsonl", max_new_tokens=8, verifier="xverify",
+                      xverify_model=files)
+    (files / "nodata.jsonl").write_text(json.dumps({"id": "p0", "question": "q"}) + "\n")
+    with pytest.raises(ValueError, match="answer"):
+        V.verify_file(s, files / "nodata.jsonl", files / "o.jsonl", max_new_tokens=8)
     assert not (files / "o.jsonl").exists()
 
 
