@@ -119,12 +119,14 @@ PI_B = [0.5, 0.0, 0.5]  # 0 or 10, each w.p. 1/2
 FIG1_REWARDS = [0.0, 6.0, 10.0]
 
 
-def figure1(*, steps: int = 150, lr: float = 0.5, n: int = 8, seed: int = 0, ks=(1, 2, 3, 4, 8)) -> dict:
+def figure1(*, steps: int = 150, lr: float = 0.5, sampled_lr: float = 0.1, n: int = 8, seed: int = 0,
+            ks=(1, 2, 3, 4, 8)) -> dict:
     """The paper's Figure 1 and the preference flip under training.
 
     Returns {"J": {"pi_A": {k: J_k}, "pi_B": {...}}, "train": {...}}. Training runs inside the mixture family
     pi = a * pi_A + (1 - a) * pi_B (a = softmax(theta)_A, theta (2,), start a = 1/2) by exact gradient ascent on J_k
-    and by sampled gradients (pg for k = 1, rspo_max for k = 2; n samples, 64 replicates averaged), recording a.
+    (step ``lr``) and by sampled gradients (pg for k = 1, rspo_max for k = 2; n samples, step ``sampled_lr``, 64
+    replicates averaged), recording a. Exact k = 2 converges to a = 0.2, the J_2 optimum of this family.
     """
     r = torch.tensor(FIG1_REWARDS, dtype=DT)
     pa, pb = torch.tensor(PI_A, dtype=DT), torch.tensor(PI_B, dtype=DT)
@@ -143,14 +145,14 @@ def figure1(*, steps: int = 150, lr: float = 0.5, n: int = 8, seed: int = 0, ks=
         thb = torch.zeros(64, 2, dtype=DT)
         a_sampled = [float(torch.softmax(thb, -1)[:, 0].mean())]
         for _ in range(steps):
-            thb = thb + lr * sampled_grad(fn, thb, r, k, n, est, gen)
+            thb = thb + sampled_lr * sampled_grad(fn, thb, r, k, n, est, gen)
             a_sampled.append(float(torch.softmax(thb, -1)[:, 0].mean()))
         th_final = torch.tensor([np.log(max(a_exact[-1], 1e-300)), np.log(max(1 - a_exact[-1], 1e-300))])
         train[f"k={k}"] = {"estimator": est, "weight_on_pi_A_exact": a_exact, "weight_on_pi_A_sampled": a_sampled,
                            "final_J1": float(expected_max(fn(th_final.to(DT)), r, 1)),
                            "final_J2": float(expected_max(fn(th_final.to(DT)), r, 2))}
     out["train"] = train
-    out["settings"] = dict(steps=steps, lr=lr, n=n, seed=seed, replicates=64)
+    out["settings"] = dict(steps=steps, lr=lr, sampled_lr=sampled_lr, n=n, seed=seed, replicates=64)
     return out
 
 
@@ -199,7 +201,7 @@ def train_curve(probs_fn, theta0: torch.Tensor, rewards, *, k_train: int, estima
 
 
 def hitchhiking(*, ks=(2, 4, 8), n: int = 8, P: int = 16, m: int = 16, steps: int = 100, lr: float = 0.5,
-                replicates: int = 32, seed: int = 0) -> dict:
+                replicates: int = 32, seed: int = 0, with_pg: bool = True) -> dict:
     """J_k curves under the hitchhiking ``baseline`` and ``rspo_pass`` (both unbiased) from the same init, per k.
 
     Binary rewards, P tabular prompts (outcome 0 correct, initial P(correct) from 0.02 to 0.4), n samples each.
@@ -217,6 +219,8 @@ def hitchhiking(*, ks=(2, 4, 8), n: int = 8, P: int = 16, m: int = 16, steps: in
                                    lr=lr, replicates=replicates, gen=gen, eval_ks=(1, k))
         res["final_gap"] = res["rspo_pass"]["J@k"][str(k)][-1] - res["baseline"]["J@k"][str(k)][-1]
         out[f"k={k}"] = res
+    if not with_pg:
+        return out
     gen = torch.Generator().manual_seed(seed)
     out["pg"] = train_curve(softmax_policy, theta0, rewards, k_train=1, estimator="pg", n=n, steps=steps, lr=lr,
                             replicates=replicates, gen=gen, eval_ks=(1,) + tuple(ks))
@@ -326,14 +330,21 @@ def estimator_variance(*, k: int = 4, ns=(4, 8, 16, 32, 64), replicates: int = 4
 # ---------------------------------------------------------------------------------------------------------------------
 # CLI
 
-def run_all(seed: int = 0) -> dict:
-    """Every experiment with its default settings; keys: figure1, hitchhiking, k_matching, estimator_variance."""
+# reduced settings for smoke runs (--quick): same code paths, a fraction of the work
+QUICK = {"figure1": dict(steps=20), "hitchhiking": dict(ks=(2,), steps=10, replicates=4),
+         "k_matching": dict(steps=20, sampled_steps=5, replicates=4),
+         "estimator_variance": dict(ns=(4, 8), replicates=200)}
+
+
+def run_all(seed: int = 0, quick: bool = False) -> dict:
+    """Every experiment (default settings, or QUICK ones); keys: figure1, hitchhiking, k_matching,
+    estimator_variance, timings_s, quick."""
     torch.manual_seed(seed)
-    res, timings = {}, {}
+    res, timings = {"quick": quick}, {}
     for name, fn in (("figure1", figure1), ("hitchhiking", hitchhiking), ("k_matching", k_matching),
                      ("estimator_variance", estimator_variance)):
         t = time.time()
-        res[name] = fn(seed=seed)
+        res[name] = fn(seed=seed, **(QUICK[name] if quick else {}))
         timings[name] = time.time() - t
         log.info("%s: %.1f s", name, timings[name])
     res["timings_s"] = timings
@@ -344,9 +355,10 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description="Toy policy lab for RSPO (exact J_k, sampled estimator gradients)")
     ap.add_argument("--out", required=True, help="output JSON path (written atomically)")
     ap.add_argument("--seed", type=int, default=0, help="seed of every experiment")
+    ap.add_argument("--quick", action="store_true", help="reduced settings (smoke test), not for figures")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    res = run_all(a.seed)
+    res = run_all(a.seed, quick=a.quick)
     out = os.path.abspath(a.out)
     os.makedirs(os.path.dirname(out), exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=os.path.dirname(out))

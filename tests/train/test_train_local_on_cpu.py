@@ -15,15 +15,6 @@ from rspo_patch.pretrain import pretrain
 SMALL = dict(hidden=32, layers=2, heads=2, intermediate=64)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: these models are tiny, and extra threads only add contention on a shared CI box."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     from analysis.datasets import make_arithmetic
