@@ -339,7 +339,7 @@ def grade_result(output: str, gold: str, *, fallback: str | None = None, finish_
         return pre
     if isolate is None:
         isolate = threading.current_thread() is not threading.main_thread()
-    if isolate and timeout is not None:
+    if isolate and timeout is not None and not mp.current_process().daemon:  # daemons cannot have children
         if not (math.isfinite(timeout) and timeout > 0):
             raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
         correct, status = _shared_service().compare(extracted, gold, float(timeout))
@@ -662,6 +662,9 @@ def grade_many(outputs: Sequence[str], golds: Sequence[str], *, fallback: str | 
     if keys:
         _mv()  # fail here, loudly, if math-verify is missing (not once per item inside the workers)
         n_workers = default_workers(len(keys)) if workers is None else workers
+        if n_workers and mp.current_process().daemon:
+            log.warning("grade_many in a daemonic process cannot start workers: grading in-process")
+            n_workers = 0
         if n_workers == 0:
             verdicts = [_compare_with_timeout(a, g, timeout) for a, g in keys]
         else:
