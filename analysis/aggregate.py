@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import re
 import tempfile
@@ -154,8 +153,8 @@ def read_metrics(eval_root: Path) -> pd.DataFrame:
         return pd.DataFrame(columns=cols)
     out = pd.concat(frames, ignore_index=True)[cols]
     out["k"] = out["k"].astype(int)
-    return out.sort_values(["model", "algo", "train_k", "k_schedule", "n", "reward", "seed", "benchmark", "metric", "k"],
-                           kind="stable").reset_index(drop=True)
+    order = ["model", "algo", "train_k", "k_schedule", "n", "reward", "seed", "benchmark", "metric", "k"]
+    return out.sort_values(order, kind="stable").reset_index(drop=True)
 
 
 def read_train_logs(train_root: Path) -> pd.DataFrame:

@@ -7,9 +7,9 @@ from analysis.figures._families import maxk_rows
 
 
 @register_figure("fig11_maxk", needs="tables", paper_figure=11, families=("maxk",),
-                 caption="Max@k with the reward 1 - 0.5 len/max_len for correct answers (0 otherwise), for cells trained "
-                         "on that reward: RSPO-Max, the hitchhiking baseline and policy gradient. Mean over seeds, 95% "
-                         "CI bands.")
+                 caption="Max@k with the reward 1 - 0.5 len/max_len for correct answers (0 otherwise), for cells "
+                         "trained on that reward: RSPO-Max, the hitchhiking baseline and policy gradient. Mean over "
+                         "seeds, 95% CI bands.")
 def build(ctx):
     fam = family_for(ctx, ("maxk",), ctx.table("maxk"), fallback_filter=maxk_rows)
     return draw_metric_panels(ctx, fam, ylabel="Max@k", family_name="maxk")

@@ -76,7 +76,8 @@ def build(ctx):
             hi = np.clip(g["ci_high"].to_numpy(float), 0.0, 1.0)
             err = np.where(np.isnan(np.vstack([lo, hi])), 0.0, np.vstack([y - lo, hi - y]))
             dodge = 2.0 ** (0.06 * (order.setdefault((algo, sched), len(order)) - 2))  # keep error bars apart
-            ax.errorbar(g["_x"] * dodge, y, yerr=err, color=st["color"], ls=st["linestyle"], lw=min(st["linewidth"], 1.6),
+            ax.errorbar(g["_x"] * dodge, y, yerr=err, color=st["color"], ls=st["linestyle"],
+                        lw=min(st["linewidth"], 1.6),
                         marker=st["marker"] or "o", ms=3, capsize=1.5, elinewidth=0.6, label=st["label"])
             for xx, yy in zip(g["_x"], y):
                 meta["values"].append({"benchmark": bench, "algo": algo, "train_k": int(tk), "k_schedule": sched,

@@ -1,7 +1,7 @@
 """Beyond the paper: the toy policy lab (rspo_patch.bandit), RSPO's three claims on exactly solvable policies.
 
-(a) Figure 1 under training: inside the mixture a pi_A + (1 - a) pi_B, ascent on J_1 drives a -> 1 (pi_A), ascent on
-    J_2 drives a -> 0 (pi_B); exact gradients solid, sampled registry estimators (pg, rspo_max) dashed.
+(a) Figure 1 under training: inside the mixture a pi_A + (1 - a) pi_B, ascent on J_1 drives a up (pi_A), ascent on
+    J_2 drives a down (towards pi_B); exact gradients solid, sampled registry estimators (pg, rspo_max) dashed.
 (b, c, ...) Hitchhiking: J_k over training with the hitchhiking baseline (blues) vs rspo_pass (reds), both unbiased,
     same init and seeds; policy gradient black dashed. One panel per k.
 (last) k-matching: J_{k_eval} after training on J_{k_train} (exact ascent), each column scaled by its best value;
@@ -76,10 +76,11 @@ def _kmatch(ax, km: dict, letter: str) -> dict:
 
 @register_figure("fig16_policy_lab", needs="bandit",
                  caption="Toy policy lab with exact objectives. (a) Training inside the pi_A/pi_B mixture of Figure 1: "
-                         "the risk-neutral objective (k = 1) converges to pi_A, the risk-seeking one (k = 2) to pi_B. "
-                         "Middle: exact Pass@k during training with the hitchhiking baseline (blues) and RSPO (reds) at "
-                         "each k (band: +-1 s.d. over replicates), policy gradient black dashed. Last: Max@k of the "
-                         "policy trained for each k (column-scaled; * = best training k per evaluation k).")
+                         "ascent on the risk-neutral J_1 moves the weight to pi_A, ascent on the risk-seeking J_2 moves "
+                         "it towards pi_B (exact gradients solid, sampled registry estimators dashed). Middle: exact "
+                         "Pass@k during training with the hitchhiking baseline (blues) and RSPO (reds) at each k "
+                         "(band: +-1 s.d. over replicates), policy gradient black dashed. Last: Max@k of the policy "
+                         "trained for each k (column-scaled; * = best training k per evaluation k).")
 def build(ctx):
     b = ctx.bandit or {}
     hh = b.get("hitchhiking") or {}

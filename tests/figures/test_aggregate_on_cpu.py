@@ -17,7 +17,8 @@ def test_parse_cell_round_trip():
                  "algo": "rspo_pass", "train_k": 4, "k_schedule": "constant", "n": 16, "reward": "pass", "seed": 2}
     s = parse_cell("model~m/algo~rspo_pass/k~8-linear/n~8/reward~max/seed~0")
     assert (s["train_k"], s["k_schedule"], s["reward"]) == (8, "linear", "max")
-    assert cell_path(**{k: s[k] for k in ("model", "algo", "train_k", "n", "reward", "seed", "k_schedule")}) == s["cell"]
+    keys = ("model", "algo", "train_k", "n", "reward", "seed", "k_schedule")
+    assert cell_path(**{k: s[k] for k in keys}) == s["cell"]
 
 
 @pytest.mark.parametrize("bad", ["model~m/algo~a/k~x/n~8/reward~pass/seed~0", "algo~a/k~1/n~8/reward~pass/seed~0",
