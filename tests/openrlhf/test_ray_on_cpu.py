@@ -69,9 +69,33 @@ def test_rspo_trainer_is_the_ray_actor(tiny_run, make_experiences, cpu_stub_inst
         torch.testing.assert_close(_weights_by_index(out), compute_weights("rspo_pass", rewards, k=2).reshape(-1))
         # the linear k schedule got its length from the prompt set: 10 prompts / rollout.batch_size 2 = 5 steps
         assert float(out[0].info["rspo_k"][0]) == 2.0
+        _check_launcher_main(args)
     finally:
         ray.shutdown()
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _check_launcher_main(args):
+    """launch.main() on a running Ray: parse + validate, rebind PPOTrainer, then OpenRLHF's own __main__ continues.
+
+    ``--train.partial_rollout_enable`` without async mode trips OpenRLHF's post-parse assertion, the last statement
+    before ``train(args)``, so the run stops there (train() itself needs GPUs).
+    """
+    import openrlhf.trainer.ppo_trainer as ppo_trainer_module
+
+    from rspo_patch.openrlhf import launch
+    from rspo_patch.openrlhf.trainer import RSPOPPOTrainer, STOCK_PPO_TRAINER, uninstall_trainer
+
+    flags = [*RAY_FLAGS, "--actor.model_name_or_path", args.actor.model_name_or_path, "--train.partial_rollout_enable"]
+    try:
+        with pytest.raises(AssertionError, match="partial_rollout_enable requires"):
+            launch.main(flags)
+        assert ppo_trainer_module.PPOTrainer is RSPOPPOTrainer
+    finally:
+        uninstall_trainer()
+    assert ppo_trainer_module.PPOTrainer is STOCK_PPO_TRAINER
+    with pytest.raises(SystemExit):  # validation still comes first
+        launch.main([*flags, "--rspo.k", "9"])
 
 
 def test_async_hook_patches_lazily_on_import(parse_flags, make_experiences):
