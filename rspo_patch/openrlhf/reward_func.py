@@ -46,6 +46,7 @@ logger = logging.getLogger("rspo_patch.openrlhf.reward_func")
 
 _TRAILING_SPECIAL = re.compile(r"(?:\s*(?:<\|[^<>|\s]{1,64}\|>|</s>|<eos>|<pad>))+\s*$")
 _tokenizer_lock = threading.Lock()
+_encode_lock = threading.Lock()
 _tokenizer_cache: dict[str, object] = {}
 
 
@@ -111,7 +112,8 @@ def count_tokens(response: str, environ=None) -> tuple[int, bool]:
     name = environ.get("RSPO_TOKENIZER", "").strip()
     tokenizer = _load_tokenizer(name) if name else None
     if tokenizer is not None:
-        return len(tokenizer(response, add_special_tokens=False)["input_ids"]), True
+        with _encode_lock:  # OpenRLHF calls reward_func from several threads; a fast tokenizer is not re-entrant
+            return len(tokenizer(response, add_special_tokens=False)["input_ids"]), True
     return math.ceil(len(response) / 4), False
 
 

@@ -103,3 +103,21 @@ def test_max_reward_with_tokenizer_and_truncation(monkeypatch, tmp_path):
     # a response that used the whole budget is truncated: graded wrong, as in evaluation
     long = "x" * 80 + "\\boxed{42}"
     assert _call(executor, long, "42")["reward"] == 0.0
+
+
+def test_concurrent_calls_from_reward_threads(monkeypatch, tmp_path):
+    """OpenRLHF grades every response in its own thread (asyncio.to_thread): results must not mix up."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rspo_patch.charlm import BASE_CHARS, build_char_tokenizer
+
+    build_char_tokenizer(BASE_CHARS + "\\{}").save_pretrained(tmp_path / "tok")
+    executor = _executor(monkeypatch, RSPO_REWARD="max", RSPO_MAX_NEW_TOKENS="64", RSPO_TOKENIZER=str(tmp_path / "tok"))
+    jobs = [(f"\\boxed{{{i}}}" + " " * i, str(i if i % 3 else i + 1)) for i in range(24)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda job: executor.reward_func([PROMPT + job[0]], [PROMPT], [job[1]]), jobs))
+    for (text, gold), result in zip(jobs, results):
+        assert result["extra_logs"]["rspo_grade_error"].item() == 0.0
+        assert result["extra_logs"]["rspo_num_tokens"].item() == len(text)  # one token per character
+        expected = 1 - 0.5 * len(text) / 64 if text.startswith(f"\\boxed{{{gold}}}") else 0.0
+        assert result["rewards"].item() == pytest.approx(expected)
