@@ -7,7 +7,8 @@ Every OpenRLHF flag works as in ``python -m openrlhf.cli.train_ppo_ray``; in add
   --rspo.k_schedule KIND            constant (default) | linear | cosine: k decays from K to 1 over training
   --rspo.schedule_steps S           rollout steps the schedule spans (default: derived from the prompt set;
                                     required for non-constant schedules with --train.async_enable)
-  --rspo.drop_zero_weight           remove exactly-zero-weight responses from the policy loss (experience.py)
+  --rspo.drop_zero_weight           remove exactly-zero-weight responses from the policy loss (experience.py);
+                                    needs --train.batch_size == rollout.batch_size * n (one optimizer step per rollout)
   --rspo.hp KEY=VALUE ...           estimator hyperparameters (e.g. beta=2 for rs_grpo)
   --rspo.max_abs_reward M           bound on |reward| used to size the default --reward.clip_range (default 1)
   --rspo.no_entropy_log             do not compute/log the policy entropy (saves the actor's entropy pass)
