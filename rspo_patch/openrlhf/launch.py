@@ -7,8 +7,7 @@ Every OpenRLHF flag works as in ``python -m openrlhf.cli.train_ppo_ray``; in add
   --rspo.k_schedule KIND            constant (default) | linear | cosine: k decays from K to 1 over training
   --rspo.schedule_steps S           rollout steps the schedule spans (default: derived from the prompt set;
                                     required for non-constant schedules with --train.async_enable)
-  --rspo.drop_zero_weight           remove exactly-zero-weight responses from the policy loss (experience.py);
-                                    needs --train.batch_size == rollout.batch_size * n (one optimizer step per rollout)
+  --rspo.drop_zero_weight           remove exactly-zero-weight responses from the policy loss (experience.py)
   --rspo.hp KEY=VALUE ...           estimator hyperparameters (e.g. beta=2 for rs_grpo)
   --rspo.max_abs_reward M           bound on |reward| used to size the default --reward.clip_range (default 1)
   --rspo.no_entropy_log             do not compute/log the policy entropy (saves the actor's entropy pass)
@@ -162,8 +161,7 @@ def finalize_args(ns: argparse.Namespace, environ=None) -> argparse.Namespace:
 
     Raises ValueError naming the bad value: unknown estimator hyperparameters, missing k, k > n, k not dividing n
     (baseline), a binary-only estimator with a non-binary reward, a non-constant schedule in async mode without
-    --rspo.schedule_steps, --rspo.* flags with a built-in estimator, --rspo.drop_zero_weight with more than one
-    optimizer step per rollout.
+    --rspo.schedule_steps, --rspo.* flags with a built-in estimator.
     """
     from rspo_patch.estimators import check_estimator_args, get_estimator
     from rspo_patch.openrlhf.experience import is_registry_estimator, parse_hyperparameters
@@ -208,11 +206,6 @@ def finalize_args(ns: argparse.Namespace, environ=None) -> argparse.Namespace:
     if schedule != "constant" and _get(ns, "train.async_enable") and steps is None:
         raise ValueError(f"--rspo.k_schedule {schedule} with --train.async_enable needs --rspo.schedule_steps "
                          f"(the async training actor does not see the prompt set)")
-    if _get(ns, "rspo.drop_zero_weight"):
-        rollout = _get(ns, "rollout.batch_size") * n
-        if _get(ns, "train.batch_size") != rollout:
-            raise ValueError(f"--rspo.drop_zero_weight needs one optimizer step per rollout: --train.batch_size "
-                             f"{_get(ns, 'train.batch_size')} != rollout.batch_size * n_samples_per_prompt = {rollout}")
     max_abs = _get(ns, "rspo.max_abs_reward", 1.0)
     if not max_abs > 0:
         raise ValueError(f"--rspo.max_abs_reward must be > 0, got {max_abs}")

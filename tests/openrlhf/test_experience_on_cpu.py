@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -300,7 +301,6 @@ def test_reward_func_to_weights_pipeline(parse_flags, maker_factory, monkeypatch
     """OpenRLHF's own path from a reward_func result to advantages: SingleTurnAgentExecutor grades each response,
     SamplesGenerator turns it into an Experience, split_rollout_samples sets Experience.index and batches."""
     import asyncio
-    from types import SimpleNamespace
 
     from openrlhf.trainer.ppo_utils.samples_generator import SamplesGenerator
     from openrlhf.utils.agent import SingleTurnAgentExecutor
@@ -342,3 +342,25 @@ def test_reward_func_to_weights_pipeline(parse_flags, maker_factory, monkeypatch
     torch.testing.assert_close(torch.tensor([got[j] for j in range(8)]),
                                compute_weights("rspo_pass", rewards, k=2).reshape(-1))
     assert torch.cat([e.info["rspo_correct"] for e in out]).sum().item() == sum(correct)
+
+
+def test_dropping_every_response_keeps_the_loss_finite(parse_flags, make_experiences, maker_factory):
+    """All weights zero (no group solved) with --rspo.drop_zero_weight: OpenRLHF's PolicyLoss stays finite with zero
+    gradient, because one token per dropped response stays in the mask; a fully cleared mask would give 0/0 = NaN."""
+    from openrlhf.models.loss import PolicyLoss
+    from openrlhf.utils.loss_utils import get_loss_batch_info
+
+    args = parse_flags("--algo.advantage.estimator", "rspo_pass", "--rspo.k", "4", "--rollout.n_samples_per_prompt",
+                       str(N), "--rspo.drop_zero_weight")
+    (exp,) = maker_factory(RSPOExperienceMaker, args).compute_advantages_and_returns(
+        make_experiences(torch.zeros(P, N), n=N, micro_batch=P * N))
+    assert exp.info["rspo_dropped"].sum() == P * N
+    loss_fn = PolicyLoss(token_level_loss=True)
+    for mask, finite in ((exp.action_mask, True), (torch.zeros_like(exp.action_mask), False)):
+        log_probs = torch.zeros_like(exp.advantages, requires_grad=True)
+        batch_info = get_loss_batch_info(SimpleNamespace(), mask)  # global token / sample counts, as in training
+        loss, *_ = loss_fn(log_probs, log_probs.detach(), exp.advantages, action_mask=mask, **batch_info)
+        loss.backward()
+        assert bool(torch.isfinite(loss)) is finite
+        if finite:
+            assert loss.item() == 0.0 and torch.all(log_probs.grad == 0)

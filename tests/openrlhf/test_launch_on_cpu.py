@@ -70,8 +70,6 @@ def test_parse_args_flat_namespace(parse_flags):
      "built-in estimator 'group_norm'"),
     (["--algo.advantage.estimator", "rspo_pass", "--rspo.k", "2", "--rollout.n_samples_per_prompt", "8",
       "--rspo.k_schedule", "linear", "--train.async_enable"], "--rspo.schedule_steps"),
-    (["--algo.advantage.estimator", "rspo_pass", "--rspo.k", "2", "--rollout.n_samples_per_prompt", "8",
-      "--rspo.drop_zero_weight", "--train.batch_size", "8"], "one optimizer step per rollout"),
     (["--algo.advantage.estimator", "rs_grpo", "--rollout.n_samples_per_prompt", "8", "--rspo.hp", "gamma=1"],
      "unknown hyperparameter"),
     (["--algo.advantage.estimator", "rs_grpo", "--rollout.n_samples_per_prompt", "8", "--rspo.hp", "beta"],
