@@ -21,7 +21,7 @@ from analysis.figures import FIGURES, FigureContext, run_figure
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m analysis.figures", description="Build the RSPO figures.")
     p.add_argument("--tables", type=Path, default=None, help="folder with passk.csv, maxk.csv, train_curves.csv")
-    p.add_argument("--out", type=Path, required=True, help="output folder for NAME.pdf/.png/.json")
+    p.add_argument("--out", type=Path, default=None, help="output folder for NAME.pdf/.png/.json (required to build)")
     p.add_argument("--bandit", type=Path, default=None, help="toy policy lab JSON (python -m rspo_patch.bandit)")
     p.add_argument("--config", type=Path, default=None, help="workflow config YAML (its 'families' pick the cells)")
     p.add_argument("--only", nargs="+", default=None, metavar="NAME", help="build only these figures")
@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, spec in FIGURES.items():
             print(f"{name}\t{spec['needs']}\t{spec['caption']}")
         return 0
+    if args.out is None:
+        p.error("--out is required (unless --list)")
     names = list(FIGURES)
     if args.only:
         unknown = [n for n in args.only if n not in FIGURES]

@@ -35,7 +35,7 @@ from analysis.aggregate import CELL_COLUMNS, METRIC_COLUMNS, TRAIN_FILE, TRAIN_L
 from analysis.figures.colors import label_for, sort_key, style_for  # noqa: E402
 
 log = logging.getLogger("analysis.figures")
-logging.getLogger("fontTools").setLevel(logging.WARNING)  # its PDF font subsetting logs every glyph at INFO
+logging.getLogger("fontTools").setLevel(logging.ERROR)  # PDF font subsetting: per-glyph INFO, timestamp WARNINGs
 
 STYLE_PATH = Path(__file__).with_name("rspo.mplstyle")
 NEEDS = ("analytic", "tables", "bandit")
@@ -342,10 +342,16 @@ def figure_legend(fig, axes, *, ncol: int | None = None) -> None:
     for ax in axes:
         for h, lab in zip(*ax.get_legend_handles_labels()):
             seen.setdefault(lab, h)
-    if seen:
-        width = fig.get_size_inches()[0]
+    if not seen:
+        return
+    width = fig.get_size_inches()[0]
+    fits_below = max(1, int(width / 1.35))
+    if ncol is None and len(axes) == 1 and len(seen) > 3:
+        # one narrow panel and a long legend: beside the panel, not squeezing it from below
+        fig.legend(list(seen.values()), list(seen.keys()), loc="outside right center", ncol=1)
+    else:
         fig.legend(list(seen.values()), list(seen.keys()), loc="outside lower center",
-                   ncol=ncol or max(1, min(len(seen), int(width / 1.35))))
+                   ncol=ncol or min(len(seen), fits_below))
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -481,7 +487,10 @@ def draw_metric_panels(ctx: FigureContext, fam: dict, *, ylabel: str, title_suff
         fig, axes = panel_grid(1, panel_w=3.3, panel_h=2.2)
         placeholder(axes[0], f"no {what} for family '{family_name}' in the tables", missing)
         return fig, _meta(rows, curves, fam)
-    fig, axes = panel_grid(len(benches), ncols=ncols, sharey=False)
+    # a lone panel gets room for its legend beside it (figure_legend puts long legends there)
+    n_lines = curves.groupby(GROUP_KEYS, dropna=False).ngroups if not curves.empty else 0
+    lone_w = 4.2 if n_lines > 3 else 2.8
+    fig, axes = panel_grid(len(benches), ncols=ncols, sharey=False, panel_w=lone_w if len(benches) == 1 else 2.1)
     ns = sorted(set(curves["n"])) if not curves.empty else []
     for ax, bench in zip(axes, benches):
         sub = curves[curves["benchmark"] == bench] if not curves.empty else curves
@@ -617,9 +626,12 @@ def draw_train_panels(fam: dict, panels: list[tuple[str, str, Callable | None]],
     values, windows = {}, set()
     for ax, (title, column, pred) in zip(axes, panels):
         ax.set_title(title)
-        sub = rows if rows.empty or pred is None else rows[rows["algo"].map(pred)]
-        if sub.empty or column not in sub.columns or sub[column].isna().all():
-            placeholder(ax, f"no '{column}' in the training logs", missing)
+        sub = rows if rows.empty or pred is None else rows[rows["algo"].map(pred).astype(bool)]
+        if sub.empty:
+            placeholder(ax, "no training logs for this panel's methods", missing)
+            continue
+        if column not in sub.columns or pd.to_numeric(sub[column], errors="coerce").isna().all():
+            placeholder(ax, f"the training logs have no '{column}' values")
             continue
         groups = sorted(sub.groupby(GROUP_KEYS, dropna=False), key=lambda kv: sort_key(kv[0][1], kv[0][2]))
         for key, g in groups:
