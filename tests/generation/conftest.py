@@ -12,7 +12,8 @@ SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
 
 
 def build_tiny_model(out_dir: Path, *, seed: int = 0, chat_template: str | None = None) -> Path:
-    """Save a 2-layer LlamaForCausalLM (d=32, random weights) + a char-level PreTrainedTokenizerFast to ``out_dir``."""
+    """Save a 2-layer LlamaForCausalLM (d=128, head_dim 64 as vLLM's kernels need; random weights) and a char-level
+    PreTrainedTokenizerFast to ``out_dir``."""
     import torch
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -26,8 +27,8 @@ def build_tiny_model(out_dir: Path, *, seed: int = 0, chat_template: str | None 
     if chat_template:
         fast.chat_template = chat_template
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512,
+    config = LlamaConfig(vocab_size=len(vocab), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
                          bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False)
     model = LlamaForCausalLM(config)
     with torch.no_grad():  # larger logits than the 0.02-std init, so samples differ visibly between seeds
