@@ -417,6 +417,10 @@ def family_for(ctx: FigureContext, names: tuple[str, ...], table: pd.DataFrame, 
     """
     chosen = next((nm for nm in names if ctx.family(nm) is not None), None)
     bf = benchmarks_fallback or default_benchmarks
+    if chosen is None and ctx.config is not None:
+        # a config that does not plan this experiment: draw nothing rather than guess cells from the tables
+        return {"rows": table.iloc[0:0], "benchmarks": [], "missing": [], "family": None,
+                "source": f"the config defines no family {' / '.join(names)}"}
     if chosen is None:
         fam = resolve_family(ctx, names[0], table, fallback_filter=fallback_filter, benchmarks_fallback=bf)
     else:
@@ -485,7 +489,9 @@ def draw_metric_panels(ctx: FigureContext, fam: dict, *, ylabel: str, title_suff
     curves = metric_curves(rows, ctx.ci)
     if not benches:
         fig, axes = panel_grid(1, panel_w=3.3, panel_h=2.2)
-        placeholder(axes[0], f"no {what} for family '{family_name}' in the tables", missing)
+        why = fam["source"] if fam["source"].startswith("the config defines no") else \
+            f"no {what} for family '{family_name}' in the tables"
+        placeholder(axes[0], why, missing)
         return fig, _meta(rows, curves, fam)
     # a lone panel gets room for its legend beside it (figure_legend puts long legends there)
     n_lines = curves.groupby(GROUP_KEYS, dropna=False).ngroups if not curves.empty else 0
@@ -518,6 +524,8 @@ def draw_metric_panels(ctx: FigureContext, fam: dict, *, ylabel: str, title_suff
             if ok.any():
                 ax.fill_between(x[ok], lo[ok], hi[ok], color=st["color"], alpha=0.13, lw=0, zorder=1)
         log2_k_axis(ax, sub["k"])
+        lo_y, hi_y = ax.get_ylim()  # both metrics lie in [0, 1]: no negative or >1 ticks from autoscaling
+        ax.set_ylim(max(lo_y, -0.02), min(hi_y, 1.02))
         ax.set_xlabel("k")
         ax.set_ylabel(ylabel)
     figure_legend(fig, axes)
@@ -581,6 +589,9 @@ def train_family(ctx: FigureContext, names: tuple[str, ...], *, fallback_filter:
         rows = table[table["cell"].isin(exp)] if not table.empty else table
         return {"rows": rows, "missing": [c for c in exp if c not in present], "family": chosen,
                 "source": f"config family {chosen!r}"}
+    if ctx.config is not None:
+        return {"rows": table.iloc[0:0], "missing": [], "family": None,
+                "source": f"the config defines no family {' / '.join(names)}"}
     rows = fallback_filter(table) if not table.empty else table
     rows = rows[rows["algo"] != "base"] if not rows.empty else rows
     return {"rows": rows, "missing": [], "family": None, "source": "table columns (no config family)"}
@@ -616,19 +627,26 @@ def seed_curve(g: pd.DataFrame, column: str) -> pd.DataFrame:
                          "hi": mean.to_numpy() + h, "n_seeds": c_, "window": window})
 
 
-def draw_train_panels(fam: dict, panels: list[tuple[str, str, Callable | None]], *, ncols: int | None = None):
-    """One panel per (title, column, algo predicate); one line per method group (mean over seeds, t-band).
+def draw_train_panels(fam: dict, panels: list[tuple], *, ncols: int | None = None):
+    """One panel per (title, column, algo predicate[, required algo]); one line per method group (mean over seeds,
+    t-band across seeds).
 
-    predicate(algo) -> bool restricts a panel's lines (None: all). Returns (fig, meta).
+    predicate(algo) -> bool restricts a panel's lines (None: all); a panel whose required algo has no rows is a
+    placeholder (so a "baseline vs policy gradient" panel never shows policy gradient alone). Returns (fig, meta).
     """
     rows, missing = fam["rows"], fam["missing"]
     fig, axes = panel_grid(len(panels), ncols=ncols, panel_w=2.4, panel_h=1.9)
     values, windows = {}, set()
-    for ax, (title, column, pred) in zip(axes, panels):
+    for ax, (title, column, pred, *required) in zip(axes, panels):
         ax.set_title(title)
         sub = rows if rows.empty or pred is None else rows[rows["algo"].map(pred).astype(bool)]
+        if required and not sub.empty and not (sub["algo"] == required[0]).any():
+            placeholder(ax, f"no '{required[0]}' cells in this family", [m for m in missing if required[0] in m])
+            continue
         if sub.empty:
-            placeholder(ax, "no training logs for this panel's methods", missing)
+            why = fam["source"] if fam["source"].startswith("the config defines no") else \
+                "no training logs for this panel's methods"
+            placeholder(ax, why, missing)
             continue
         if column not in sub.columns or pd.to_numeric(sub[column], errors="coerce").isna().all():
             placeholder(ax, f"the training logs have no '{column}' values")

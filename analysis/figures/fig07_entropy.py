@@ -15,6 +15,6 @@ from analysis.figures._families import main_rows
                          "at each training k, policy gradient black dashed. Mean over seeds, 95% t-band across seeds.")
 def build(ctx):
     fam = train_family(ctx, ("main",), fallback_filter=main_rows)
-    panels = [("RSPO vs policy gradient", "entropy", lambda a: a in ("rspo_pass", "pg")),
-              ("Baseline vs policy gradient", "entropy", lambda a: a in ("baseline", "pg"))]
+    panels = [("RSPO vs policy gradient", "entropy", lambda a: a in ("rspo_pass", "pg"), "rspo_pass"),
+              ("Baseline vs policy gradient", "entropy", lambda a: a in ("baseline", "pg"), "baseline")]
     return draw_train_panels(fam, panels)

@@ -139,3 +139,19 @@ def test_bandit_figures_without_json(tmp_path):
     side = run_figure("fig16_policy_lab", ctx)
     assert side["missing_inputs"] == ["figure1", "hitchhiking", "k_matching"] and side["values"] == {}
     assert side["inputs"] == {str(tmp_path / "absent.json"): {"missing": True}}
+
+
+def test_config_without_the_family_draws_nothing(synthetic_results, tmp_path):
+    """A config that does not plan an experiment gets a placeholder, not cells guessed from the tables."""
+    import yaml
+
+    from fig_fixtures import CONFIG
+
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump({"families": {"main": CONFIG["families"]["main"]}}))
+    ctx = FigureContext(out_dir=tmp_path / "f", tables_dir=synthetic_results / "tables", config_path=cfg, png_dpi=40)
+    side = run_figure("fig08_nscale", ctx)
+    assert side["source"] == "the config defines no family n_scaling / nscale"
+    assert side["cells_used"] == [] and side["values"] == []
+    ent = run_figure("fig07_entropy", ctx)
+    assert ent["source"] == "config family 'main'" and ent["missing_cells"] == []
