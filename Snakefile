@@ -8,13 +8,15 @@
 # A --configfile REPLACES config/config.yaml (each config file is complete): Snakemake would otherwise deep-merge the
 # default's experiment families into the chosen config. Override single keys with --config key=value.
 
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 if not workflow.overwrite_configfiles:
 
-    configfile: "config/config.yaml"
+    configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
 include: "workflow/rules/common.smk"

@@ -46,7 +46,7 @@ rule pretrain_model:
         f"{LOGS}/models/{{model}}.log",
     wildcard_constraints:
         model=_names_regex(PRETRAINED),
-    threads: TR.get("threads", 2)
+    threads: max(2, TR.get("threads", 2))  # alone on the critical path: every cell waits for it
     resources:
         mem_mb=4000,
         runtime=60,
