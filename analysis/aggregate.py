@@ -209,13 +209,15 @@ def _t_quantile(df: int) -> float:
     return float(t.ppf(0.975, df))
 
 
-def seed_mean(df: pd.DataFrame, by: list[str], *, ci: str = "auto") -> pd.DataFrame:
+def seed_mean(df: pd.DataFrame, by: list[str], *, ci: str = "auto",
+              bounds: tuple[float, float] | None = (0.0, 1.0)) -> pd.DataFrame:
     """Mean over seeds of ``value`` with a 95% interval, one row per group of ``by``.
 
     ci = "metrics": mean of the per-seed bootstrap bounds (ci_low, ci_high) from analysis.metrics;
     ci = "seeds":   t-interval across seeds, mean +- t_{0.975, S-1} * sd / sqrt(S) (NaN for S = 1);
     ci = "auto":    "seeds" widened to at least the "metrics" interval when S >= 2, else "metrics".
-    Output columns: by + [value, ci_low, ci_high, n_seeds, ci_method].
+    The interval is clipped to ``bounds`` (pass@k and max@k lie in [0, 1]; a t-interval over few seeds may not);
+    None leaves it as computed. Output columns: by + [value, ci_low, ci_high, n_seeds, ci_method].
     """
     if ci not in ("auto", "metrics", "seeds"):
         raise ValueError(f"ci={ci!r}; expected 'auto', 'metrics' or 'seeds'")
@@ -247,6 +249,8 @@ def seed_mean(df: pd.DataFrame, by: list[str], *, ci: str = "auto") -> pd.DataFr
         lo = np.where(multi, np.fmin(s_lo, m_lo), m_lo)
         hi = np.where(multi, np.fmax(s_hi, m_hi), m_hi)
         method = np.where(multi, "max(t across seeds, bootstrap)", "bootstrap (metrics)").astype(object)
+    if bounds is not None:
+        lo, hi = np.clip(lo, *bounds), np.clip(hi, *bounds)
     out = g[list(by)].copy()
     out["value"], out["ci_low"], out["ci_high"] = mean, lo, hi
     out["n_seeds"], out["ci_method"] = s_.astype(int), method

@@ -86,6 +86,11 @@ def test_seed_mean_intervals():
     assert auto.loc["a", "ci_low"] == pytest.approx(0.5 - h) and auto.loc["b", "ci_low"] == pytest.approx(0.2)
     with pytest.raises(ValueError, match="ci="):
         seed_mean(df, ["g"], ci="bogus")
+    wide = pd.DataFrame({"g": ["c", "c"], "value": [0.05, 0.95], "ci_low": [0.0, 0.9], "ci_high": [0.1, 1.0]})
+    clipped = seed_mean(wide, ["g"], ci="seeds").iloc[0]
+    assert (clipped["ci_low"], clipped["ci_high"]) == (0.0, 1.0)  # t_{0.975,1} = 12.7: clipped to [0, 1]
+    raw = seed_mean(wide, ["g"], ci="seeds", bounds=None).iloc[0]
+    assert raw["ci_low"] < -5 and raw["ci_high"] > 5
 
 
 def test_summary_table_and_cli(synthetic_results, tmp_path, capsys):
