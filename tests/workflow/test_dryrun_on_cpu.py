@@ -70,6 +70,12 @@ def test_default_config_dry_run(tmp_path):
     assert jobs["figure"] == _figure_count()
 
 
+def test_smollm2_config_dry_run(tmp_path):
+    jobs = dryrun_jobs(REPO / "config" / "smollm2.yaml", tmp_path)
+    assert jobs["train"] == 13 and jobs["generate"] == 14  # the default's families on SmolLM2
+    assert jobs["fetch_model"] == 1 and "pretrain_model" not in jobs
+
+
 def test_contamination_target(tmp_path):
     jobs = dryrun_jobs(REPO / "config" / "paper.yaml", tmp_path, targets={"contamination"})
     assert jobs["generate"] == 30 * 2  # every trained checkpoint on aime25 and livemathbench

@@ -47,6 +47,7 @@ rule pretrain_model:
     wildcard_constraints:
         model=_names_regex(PRETRAINED),
     threads: max(2, TR.get("threads", 2))  # alone on the critical path: every cell waits for it
+    priority: 100
     resources:
         mem_mb=4000,
         runtime=60,

@@ -32,6 +32,7 @@ rule generate:
     params:
         flags=_generate_flags,
     threads: EV.get("threads", 2)
+    priority: 40
     resources:
         gpu=EV.get("gpus", 0),
         mem_mb=8000,

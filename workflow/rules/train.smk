@@ -86,6 +86,7 @@ rule train:
         reward_func=os.path.join(workflow.basedir, "rspo_patch", "openrlhf", "reward_func.py"),
         tb_script=os.path.join(workflow.basedir, "workflow", "scripts", "openrlhf_train_log.py"),
     threads: TR.get("threads", 2)
+    priority: 50  # the long jobs first; analytic figures fill the gaps
     resources:
         gpu=TR.get("gpus", 0),
         mem_mb=TR.get("mem_mb", 8000),
