@@ -98,9 +98,12 @@ def _uses_k(algo: str) -> bool:
 
 
 def _load_cells_lib():
-    """workflow/lib/cells.py of this checkout (the grammar families are written in), or None when absent."""
-    path = Path(__file__).resolve().parents[2] / "workflow" / "lib" / "cells.py"
-    if not path.is_file():
+    """workflow/lib/cells.py (the grammar families are written in) of this checkout, else of the working directory
+    (Snakemake runs from the repository root; a non-editable install has no workflow/), or None when absent."""
+    candidates = [Path(__file__).resolve().parents[2], Path.cwd()]
+    path = next((c / "workflow" / "lib" / "cells.py" for c in candidates
+                 if (c / "workflow" / "lib" / "cells.py").is_file()), None)
+    if path is None:
         return None
     name = "_rspo_workflow_cells"
     if name in sys.modules:

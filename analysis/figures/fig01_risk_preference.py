@@ -52,7 +52,7 @@ def build(ctx):
         ax1.plot(ks, [float(v) for v in table[p]], marker="o", color=COLORS[p], label=f"$\\pi_{p[-1]}$")
     for k in (1, 2):  # k = 1: risk-neutral training; k = 2: the paper's risk-seeking evaluation
         a, b = table["pi_A"][k - 1], table["pi_B"][k - 1]
-        ax1.annotate(f"k={k}: {float(a):g} vs {float(b):g}", (k, float(b)), xytext=(k + 0.4, float(b) - 1.3),
+        ax1.annotate(f"k={k}: {float(a):g} vs {float(b):g}", (k, float(b)), xytext=(k + 0.5, float(b) - 0.6),
                      fontsize=6, arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.4"})
         ax1.axvline(k, color="0.75", lw=0.6, ls=":")
     ax1.set_xlabel("k (draws)")

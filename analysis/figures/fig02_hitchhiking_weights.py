@@ -3,7 +3,7 @@
 Weights come from the estimator registry (rspo_patch.estimators): ``baseline`` gives every response of a consecutive
 block of k the weight k * max(block); ``rspo_pass`` (binary rewards, Theorem 4.3) and ``rspo_max`` (continuous
 rewards, Theorem C.4) weight each response by its own chance of being the maximum. A *hitchhiker* is a response that
-the baseline reinforces (weight > 0) although it is not its block's best and RSPO gives it weight 0.
+the baseline reinforces (weight > 0) although it is not its block's best: its weight is the block maximum's.
 """
 
 from __future__ import annotations
@@ -31,15 +31,15 @@ def example_weights(rewards: list[float], rspo_name: str, k: int = K) -> dict[st
     rspo = get_estimator(rspo_name).fn(r, k=k)[0].numpy()
     rr = np.asarray(rewards, float)
     block_max = rr.reshape(-1, k).max(axis=1).repeat(k)
-    hitch = (base > 0) & (rr < block_max) & np.isclose(rspo, 0.0)
+    hitch = (base > 0) & (rr < block_max)
     return {"reward": rr, "baseline": base, "rspo": rspo, "hitchhiker": hitch}
 
 
 @register_figure("fig02_hitchhiking_weights", needs="analytic", paper_figure=2,
                  caption=f"Hitchhiking baseline vs RSPO on one group of n = 8 responses, k = {K}. Left: rewards, the "
                          "baseline's blocks of k shaded. Right: gradient weights from the estimator registry; 'h' "
-                         "marks hitchhikers (reinforced by the baseline only because a better response shares their "
-                         "block).")
+                         "marks hitchhikers (given their block maximum's weight by the baseline, though not the block's "
+                         "best).")
 def build(ctx):
     fig, axes = panel_grid(4, ncols=2, panel_w=2.7, panel_h=1.7)
     values = {}
@@ -56,7 +56,7 @@ def build(ctx):
         ax_r.set_ylabel("reward")
         ax_r.set_title(title)
         ax_w.bar(idx - 0.18, w["baseline"], width=0.36, color=method_color("baseline", K), label=f"Baseline (k={K})")
-        ax_w.bar(idx + 0.18, w["rspo"], width=0.36, color=method_color("rspo_pass", K),
+        ax_w.bar(idx + 0.18, w["rspo"], width=0.36, color=method_color(rspo_name, K),
                  label=f"{'RSPO' if rspo_name == 'rspo_pass' else 'RSPO-Max'} (k={K}, registry '{rspo_name}')")
         for i in np.flatnonzero(w["hitchhiker"]):
             ax_w.text(idx[i] - 0.18, w["baseline"][i] + 0.05, "h", ha="center", va="bottom", fontsize=6,

@@ -82,3 +82,5 @@ def test_fig2_registry_weights_show_hitchhiking():
     cont = example_weights([0.3, 0.9, 0.1, 0.5, 0.2, 0.6, 0.0, 0.4], "rspo_max", k=4)
     assert np.all(cont["rspo"] >= 0)
     assert np.count_nonzero(cont["rspo"]) == 8 - 3  # the k-1 lowest rewards can never be the max of k
+    assert np.flatnonzero(cont["hitchhiker"]).tolist() == [0, 2, 3, 4, 6, 7]  # all but each block's best
+    np.testing.assert_allclose(cont["baseline"], [3.6] * 4 + [2.4] * 4)  # k * block max
