@@ -140,7 +140,9 @@ def sample_responses(model, tokenizer, prompts: list[str], n: int, *, max_new_to
         raise ValueError(f"need n >= 1, max_new_tokens >= 1, temperature > 0; got {n}, {max_new_tokens}, {temperature}")
     device = next(model.parameters()).device
     eos_id = tokenizer.eos_token_id
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_id
+    if tokenizer.pad_token_id is None:  # e.g. SmolLM2: pad with EOS (masked out everywhere it matters)
+        tokenizer.pad_token = tokenizer.eos_token
+    pad_id = tokenizer.pad_token_id
     tokenizer.padding_side = "left"
     flat_prompts = [p for p in prompts for _ in range(n)]
     torch.manual_seed(seed)

@@ -200,3 +200,16 @@ def test_sampling_masks_and_logprobs_agree_with_generation():
         ids = s.sequences[i][keep].unsqueeze(0)
         single = sequence_logprobs(model, ids, torch.ones_like(ids), s.response_mask[i][keep].unsqueeze(0))
         assert single.sum().item() == pytest.approx(logp[i].sum().item(), abs=1e-4)
+
+
+def test_ppo_epochs_kl_and_token_mean_options_run(base_model, data, tmp_path):
+    """The optional paths: 2 PPO epochs with clipping, a KL penalty to the start model, token-mean aggregation."""
+    model, _ = base_model
+    out = tmp_path / "ppo"
+    train_local.train(_rl_args(model, data, out, "--estimator", "grpo", "--steps", "2", "--ppo-epochs", "2",
+                               "--kl-coef", "0.1", "--aggregation", "token-mean", "--k-schedule", "constant"))
+    lines = [json.loads(x) for x in open(out / "train_log.jsonl")]
+    # with the KL term on, every response is trained on, zero weight or not
+    assert all(r["num_backward"] == 8 * 4 for r in lines)
+    a, b = _state(model), _state(out / "model")
+    assert any(not torch.equal(a[k], b[k]) for k in a)
