@@ -28,8 +28,8 @@ METHODS: dict[str, tuple[str, str, bool]] = {
     "pkpo_s": ("PKPO s", "#f4a261", True),
     "pkpo_sloo": ("PKPO s-loo", "#8c564b", True),
     "passk_chen": ("Pass@k training (Chen)", "#6a994e", True),
-    "grpo_passk": ("GRPO pass@k (Tang)", "#bc6c25", True),
-    "rs_grpo": ("RS-GRPO", "#3a86ff", False),
+    "grpo_passk": ("GRPO pass@k (Tang)", "#bc6c25", False),
+    "rs_grpo": ("RS-GRPO", "#bcbd22", False),
 }
 PG_STYLE = {"color": (0.0, 0.0, 0.0), "linestyle": (0, (4, 2)), "linewidth": 1.3, "marker": "", "label":
             "Policy gradient"}

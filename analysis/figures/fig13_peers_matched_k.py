@@ -7,22 +7,28 @@ methods (policy gradient, GRPO, the base model) are drawn at every x as their Pa
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
-from analysis.figures._common import (BENCH_TITLES, GROUP_KEYS, annotate_missing, family_for, figure_legend,
-                                      log2_k_axis, metric_curves, panel_grid, placeholder, register_figure)
+from analysis.figures._common import (BENCH_TITLES, _uses_k, annotate_missing, family_for,
+                                      figure_legend, log2_k_axis, metric_curves, panel_grid, placeholder,
+                                      register_figure)
 from analysis.figures._families import main_rows, peers_rows
 from analysis.figures.colors import sort_key, style_for
 
-K_FREE = ("pg", "grpo", "rs_grpo", "base")
+def k_free(algo: str) -> bool:
+    """The base model and estimators whose weights ignore k (registry ``uses_k`` False: pg, grpo, grpo_passk,
+    rs_grpo)."""
+    return algo == "base" or not _uses_k(algo)
 
 
 def matched_points(curves: pd.DataFrame) -> pd.DataFrame:
     """Rows of seed-mean curves where eval k == train k for k-using methods; k-free methods keep every k."""
     if curves.empty:
         return curves
-    kfree = curves["algo"].isin(K_FREE)
+    kfree = curves["algo"].map(k_free).astype(bool)
     return curves[kfree | (curves["k"] == curves["train_k"])]
 
 
@@ -46,7 +52,7 @@ def build(ctx):
         placeholder(axes[0], "no peer / main cells in the tables", missing)
         return fig, meta
     fig, axes = panel_grid(len(benches))
-    trained_ks = sorted(set(int(k) for k in curves.loc[~curves["algo"].isin(K_FREE), "train_k"]))
+    trained_ks = sorted(set(int(k) for k in curves.loc[~curves["algo"].map(k_free).astype(bool), "train_k"]))
     for ax, bench in zip(axes, benches):
         ax.set_title(BENCH_TITLES.get(bench, bench))
         sub = curves[curves["benchmark"] == bench]
@@ -54,20 +60,20 @@ def build(ctx):
             placeholder(ax, f"no rows for {bench}", [m for m in missing if m.endswith(f"[{bench}]")])
             continue
         order: dict = {}
-        for key, g in sorted(sub.groupby(GROUP_KEYS, dropna=False), key=lambda kv: sort_key(kv[0][1], kv[0][2])):
-            model, algo, tk, sched, n, reward = key
-            st = style_for(algo, tk)
-            if algo in K_FREE:
+        method_keys = ["model", "algo", "k_schedule", "n", "reward"]  # one line per method, across training k
+        for key, g in sorted(sub.groupby(method_keys, dropna=False), key=lambda kv: sort_key(kv[0][1], 4)):
+            model, algo, sched, n, reward = key
+            if k_free(algo):
+                st = style_for(algo, 1)
                 g = g[g["k"].isin(trained_ks)] if trained_ks else g
                 x = g["k"].to_numpy(float)
             else:
-                st = style_for(algo, 4)  # one line per method across k: a mid shade
-                x = g["train_k"].to_numpy(float)
+                st = style_for(algo, 4)  # a mid shade: the line spans several training k
+                st["label"] = re.sub(r" \(k=\d+\)$", "", st["label"])
                 if sched != "constant":
                     st["linestyle"] = ":"
-                    st["label"] = st["label"].split(" (")[0] + f" [{sched}]"
-                else:
-                    st["label"] = st["label"].split(" (")[0]
+                    st["label"] += f" [{sched}]"
+                x = g["train_k"].to_numpy(float)
             g = g.assign(_x=x).sort_values("_x")
             if g.empty:
                 continue
@@ -77,11 +83,11 @@ def build(ctx):
             err = np.where(np.isnan(np.vstack([lo, hi])), 0.0, np.vstack([y - lo, hi - y]))
             dodge = 2.0 ** (0.06 * (order.setdefault((algo, sched), len(order)) - 2))  # keep error bars apart
             ax.errorbar(g["_x"] * dodge, y, yerr=err, color=st["color"], ls=st["linestyle"],
-                        lw=min(st["linewidth"], 1.6),
-                        marker=st["marker"] or "o", ms=3, capsize=1.5, elinewidth=0.6, label=st["label"])
-            for xx, yy in zip(g["_x"], y):
-                meta["values"].append({"benchmark": bench, "algo": algo, "train_k": int(tk), "k_schedule": sched,
-                                       "n": int(n), "k": int(xx), "value": float(yy)})
+                        lw=min(st["linewidth"], 1.6), marker=st["marker"] or "o", ms=3, capsize=1.5,
+                        elinewidth=0.6, label=st["label"])
+            for r, xx, yy in zip(g.itertuples(index=False), g["_x"], y):
+                meta["values"].append({"benchmark": bench, "algo": algo, "train_k": int(r.train_k),
+                                       "k_schedule": sched, "n": int(n), "k": int(xx), "value": float(yy)})
         log2_k_axis(ax, trained_ks or sub["k"])
         ax.set_xlabel("k (training = evaluation)")
         ax.set_ylabel("Pass@k")
