@@ -83,6 +83,20 @@ def test_contamination_target(tmp_path):
     assert jobs["contamination"] == 1
 
 
+def test_paper_dry_run_with_the_slurm_profile(tmp_path, fake_slurm, monkeypatch, capfd):
+    """`snakemake -n --profile slurm --configfile config/paper.yaml` from the repo root: the same job counts."""
+    from snakemake.cli import main
+
+    monkeypatch.chdir(REPO)
+    with pytest.raises(SystemExit) as done:
+        main(["-n", "--profile", "slurm", "--directory", str(tmp_path), "--configfile", "config/paper.yaml"])
+    out = capfd.readouterr()
+    assert done.value.code == 0, out.err[-3000:]
+    stats = dict(re.findall(r"^(\w+)\s+(\d+)$", out.out + out.err, flags=re.M))
+    assert stats["train"] == "30" and stats["generate"] == "176" and stats["fetch_model"] == "3"
+    assert "Using profiles slurm and workflow specific profile profiles/default" in out.out + out.err
+
+
 def _touch(path, is_dir=False):
     path.parent.mkdir(parents=True, exist_ok=True)
     if is_dir:
