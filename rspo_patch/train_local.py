@@ -162,6 +162,9 @@ def validate_args(a: argparse.Namespace) -> dict:
         raise ValueError(f"--clip-eps must be in (0, 1) with --ppo-epochs > 1, got {a.clip_eps}")
     if a.aggregation not in AGGREGATIONS:
         raise ValueError(f"--aggregation {a.aggregation!r}; expected one of {', '.join(AGGREGATIONS)}")
+    from analysis.verify import extract_answer
+
+    extract_answer("1", fallback=a.fallback)  # the grader's own check: ValueError naming the accepted fallbacks
     hp = parse_hp(a.estimator_hp)
     check_estimator_args(a.estimator, n=a.n, k=a.k, binary_rewards=(a.reward == "pass"), k_schedule=a.k_schedule, **hp)
     return hp

@@ -146,6 +146,7 @@ def test_all_zero_weights_skip_backward_and_leave_weights_untouched(base_model, 
     (["--lr", "-1"], "--lr"),
     (["--k-schedule", "wiggle", "--k", "2"], "schedule"),
     (["--estimator", "grpo", "--estimator-hp", "bogus=1"], "bogus"),
+    (["--fallback", "first_word"], "first_word"),
 ])
 def test_bad_arguments_fail_before_any_work(base_model, data, tmp_path, extra, match):
     model, _ = base_model
