@@ -137,43 +137,48 @@ class FigureContext:
         if name not in TABLE_FILES:
             raise ValueError(f"unknown table {name!r}; expected one of {sorted(TABLE_FILES)}")
         if name in self._cache:
-            return self._cache[name]
-        df = pd.DataFrame(columns=TABLE_COLUMNS[name])
+            df, record = self._cache[name]
+            self.inputs.update(record)  # run_figure resets inputs per figure; the cache must not hide a read
+            return df
+        df, record = pd.DataFrame(columns=TABLE_COLUMNS[name]), {}
         if self.tables_dir is not None:
             path = Path(self.tables_dir) / TABLE_FILES[name]
             if path.is_file():
                 df = pd.read_csv(path)
-                self.inputs[str(path)] = {"sha256": _sha256(path), "rows": len(df)}
+                record[str(path)] = {"sha256": _sha256(path), "rows": len(df)}
             else:
-                self.inputs[str(path)] = {"missing": True}
+                record[str(path)] = {"missing": True}
         for c in ("model", "algo", "reward", "cell", "k_schedule", "benchmark", "metric"):
             if c in df.columns:
                 df[c] = df[c].astype(object).where(df[c].notna(), None)
         if "k_schedule" in df.columns:
             df["k_schedule"] = df["k_schedule"].fillna("constant")
-        self._cache[name] = df
+        self._cache[name] = (df, record)
+        self.inputs.update(record)
         return df
 
     @property
     def bandit(self) -> dict | None:
         """The toy policy lab JSON (rspo_patch.bandit --out), or None when not given."""
         if "bandit" not in self._cache:
-            data = None
+            data, record = None, {}
             if self.bandit_path is not None:
                 path = Path(self.bandit_path)
                 if path.is_file():
                     data = json.loads(path.read_text())
-                    self.inputs[str(path)] = {"sha256": _sha256(path)}
+                    record[str(path)] = {"sha256": _sha256(path)}
                 else:
-                    self.inputs[str(path)] = {"missing": True}
-            self._cache["bandit"] = data
-        return self._cache["bandit"]
+                    record[str(path)] = {"missing": True}
+            self._cache["bandit"] = (data, record)
+        data, record = self._cache["bandit"]
+        self.inputs.update(record)
+        return data
 
     @property
     def config(self) -> dict | None:
         """The workflow config YAML as a dict, or None."""
         if "config" not in self._cache:
-            data = None
+            data, record = None, {}
             if self.config_path is not None:
                 import yaml
 
@@ -181,9 +186,11 @@ class FigureContext:
                 if not path.is_file():
                     raise ValueError(f"config {str(path)!r} does not exist")
                 data = yaml.safe_load(path.read_text()) or {}
-                self.inputs[str(path)] = {"sha256": _sha256(path)}
-            self._cache["config"] = data
-        return self._cache["config"]
+                record[str(path)] = {"sha256": _sha256(path)}
+            self._cache["config"] = (data, record)
+        data, record = self._cache["config"]
+        self.inputs.update(record)
+        return data
 
     def family(self, name: str) -> dict | None:
         """Expected cells and benchmarks of config family ``name``: {cells: [dict], benchmarks: [str], spec}.

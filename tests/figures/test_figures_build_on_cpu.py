@@ -155,3 +155,18 @@ def test_config_without_the_family_draws_nothing(synthetic_results, tmp_path):
     assert side["cells_used"] == [] and side["values"] == []
     ent = run_figure("fig07_entropy", ctx)
     assert ent["source"] == "config family 'main'" and ent["missing_cells"] == []
+
+
+def test_every_sidecar_names_its_inputs(built, synthetic_results, bandit_json):
+    """Tables are read once per context and cached; every figure's sidecar still lists what it read."""
+    _, sidecars = built
+    table_of = {"fig07_entropy": "train_curves.csv", "fig15_train_curves": "train_curves.csv", "fig11_maxk": "maxk.csv"}
+    for name, spec in FIGURES.items():
+        inputs = sidecars[name]["inputs"]
+        if spec["needs"] == "tables":
+            table = str(synthetic_results / "tables" / table_of.get(name, "passk.csv"))
+            assert table in inputs and len(inputs[table]["sha256"]) == 64, name
+        if spec["needs"] == "bandit":
+            assert str(bandit_json) in inputs, name
+        if spec["needs"] != "analytic":
+            assert str(synthetic_results / "config.yaml") in inputs or spec["needs"] == "bandit", name
