@@ -38,8 +38,8 @@ def example_weights(rewards: list[float], rspo_name: str, k: int = K) -> dict[st
 @register_figure("fig02_hitchhiking_weights", needs="analytic", paper_figure=2,
                  caption=f"Hitchhiking baseline vs RSPO on one group of n = 8 responses, k = {K}. Left: rewards, the "
                          "baseline's blocks of k shaded. Right: gradient weights from the estimator registry; 'h' "
-                         "marks hitchhikers (given their block maximum's weight by the baseline, though not the block's "
-                         "best).")
+                         "marks hitchhikers (given their block maximum's weight by the baseline, though not the "
+                         "block's best).")
 def build(ctx):
     fig, axes = panel_grid(4, ncols=2, panel_w=2.7, panel_h=1.7)
     values = {}

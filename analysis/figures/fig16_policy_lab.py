@@ -75,12 +75,12 @@ def _kmatch(ax, km: dict, letter: str) -> dict:
 
 
 @register_figure("fig16_policy_lab", needs="bandit",
-                 caption="Toy policy lab with exact objectives. (a) Training inside the pi_A/pi_B mixture of Figure 1: "
-                         "ascent on the risk-neutral J_1 moves the weight to pi_A, ascent on the risk-seeking J_2 moves "
-                         "it towards pi_B (exact gradients solid, sampled registry estimators dashed). Middle: exact "
-                         "Pass@k during training with the hitchhiking baseline (blues) and RSPO (reds) at each k "
-                         "(band: +-1 s.d. over replicates), policy gradient black dashed. Last: Max@k of the policy "
-                         "trained for each k (column-scaled; * = best training k per evaluation k).")
+                 caption="Toy policy lab with exact objectives. (a) Training inside the pi_A/pi_B mixture of "
+                         "Figure 1: ascent on the risk-neutral J_1 moves the weight to pi_A, ascent on the risk-seeking"
+                         " J_2 moves it towards pi_B (exact gradients solid, sampled registry estimators dashed). "
+                         "Middle: exact Pass@k during training with the hitchhiking baseline (blues) and RSPO (reds) "
+                         "at each k (band: +-1 s.d. over replicates), policy gradient black dashed. Last: Max@k of the "
+                         "policy trained for each k (column-scaled; * = best training k per evaluation k).")
 def build(ctx):
     b = ctx.bandit or {}
     hh = b.get("hitchhiking") or {}
