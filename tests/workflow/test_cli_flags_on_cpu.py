@@ -1,0 +1,121 @@
+"""Every `python -m <module> ...` command the rules build parses with that module's REAL argument parser.
+
+The shell commands of a dry run of each shipped config are cut into their `python -m MODULE ARGS` parts; each part
+goes to MODULE.main(ARGS) with argparse's parse_args wrapped to stop right after parsing (nothing runs). A flag the
+CLI does not know, or a bad value, makes argparse exit with status 2 and fails the test. The OpenRLHF launcher has its
+own test (test_openrlhf_command_on_cpu.py), the end-to-end test runs the default-config commands for real.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import re
+import shlex
+
+import pytest
+from wf_helpers import REPO, SNAKEFILE
+
+MAINS = {  # module of `python -m` -> where its main(argv) lives
+    "analysis.datasets": "analysis.datasets",
+    "analysis.models": "analysis.models",
+    "analysis.generate": "analysis.generate",
+    "analysis.verify": "analysis.verify",
+    "analysis.metrics": "analysis.metrics",
+    "analysis.aggregate": "analysis.aggregate",
+    "analysis.figures": "analysis.figures.__main__",
+    "analysis.report": "analysis.report",
+    "analysis.contamination": "analysis.contamination",
+    "rspo_patch.pretrain": "rspo_patch.pretrain",
+    "rspo_patch.train_local": "rspo_patch.train_local",
+    "rspo_patch.bandit": "rspo_patch.bandit",
+}
+
+
+class _Parsed(Exception):
+    pass
+
+
+def _commands(configfile, workdir, targets=()):
+    """rule -> list of shell commands of a dry run."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import (ConfigSettings, DAGSettings, OutputSettings, Quietness, ResourceSettings,
+                                          StorageSettings)
+
+    with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
+        wf = api.workflow(snakefile=SNAKEFILE, workdir=workdir, resource_settings=ResourceSettings(cores=2),
+                          config_settings=ConfigSettings(configfiles=[configfile]),
+                          storage_settings=StorageSettings())
+        dag = wf.dag(DAGSettings(targets=set(targets)))
+        dag.execute_workflow(executor="dryrun")
+        out: dict[str, list[str]] = {}
+        for job in wf._workflow.dag.jobs:
+            if job.rule.shellcmd:
+                out.setdefault(job.rule.name, []).append(job.shellcmd)
+        return out
+
+
+def _python_calls(cmd: str) -> list[tuple[str, list[str]]]:
+    """(module, argv) of every `python -m module ...` in a shell command (redirections and env prefixes dropped)."""
+    calls = []
+    for part in re.split(r"&&|;", cmd):
+        m = re.search(r"python -m ([\w.]+)(.*)", part, flags=re.S)
+        if not m:
+            continue
+        args = re.split(r"\s+>>?\s", m.group(2))[0]
+        calls.append((m.group(1), shlex.split(args)))
+    return calls
+
+
+@pytest.fixture
+def parse_only(monkeypatch):
+    original = argparse.ArgumentParser.parse_args
+
+    def stop(self, args=None, namespace=None):
+        ns = original(self, args, namespace)
+        raise _Parsed(ns)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", stop)
+
+    def run(module: str, argv: list[str]):
+        main = importlib.import_module(MAINS[module]).main
+        with pytest.raises(_Parsed) as parsed:
+            main(argv)
+        return parsed.value.args[0]
+
+    return run
+
+
+@pytest.mark.parametrize("config, targets", [
+    ("config/config.yaml", ("all", "contamination")),
+    ("config/smollm2.yaml", ("all", "contamination")),
+    ("config/paper.yaml", ("all", "contamination")),
+])
+def test_every_rule_command_parses(config, targets, tmp_path, parse_only):
+    commands = _commands(REPO / config, tmp_path, targets)
+    seen = set()
+    for rule, cmds in sorted(commands.items()):
+        for cmd in cmds[:3]:  # jobs of one rule differ only in their wildcards
+            for module, argv in _python_calls(cmd):
+                if module == "rspo_patch.openrlhf.launch":
+                    continue  # OpenRLHF's parser: test_openrlhf_command_on_cpu.py
+                assert module in MAINS, f"rule {rule}: unexpected module {module}"
+                ns = parse_only(module, argv)
+                assert ns is not None
+                seen.add(module)
+    expected = {"analysis.generate", "analysis.verify", "analysis.metrics", "analysis.aggregate", "analysis.figures",
+                "analysis.report", "analysis.contamination"}
+    assert expected <= seen, expected - seen
+
+
+def test_paper_eval_commands_carry_the_protocol(tmp_path, parse_only):
+    commands = _commands(REPO / "config" / "paper.yaml", tmp_path)
+    gen = next(c for c in commands["generate"] if "/aime24/" in c and "algo~base" in c)
+    (module, argv), = _python_calls(gen)
+    ns = parse_only(module, argv)
+    assert (ns.n, ns.temperature, ns.top_p, ns.max_new_tokens) == (256, 0.6, 0.95, 3000)  # AIME: 256 samples
+    assert ns.backend == "vllm" and ns.template == "qwen_math_cot" and ns.max_model_len == 4096
+    ver = commands["verify"][0]
+    (module, argv), = _python_calls(ver)
+    ns = parse_only(module, argv)
+    assert ns.verifier == "xverify" and ns.xverify_model.endswith("models/xverify")
