@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 
@@ -83,7 +84,7 @@ def test_end_to_end_rl_run_trains_and_writes_outputs(base_model, data, tmp_path)
     model, _ = base_model
     out = tmp_path / "run"
     res = train_local.train(_rl_args(model, data, out, "--estimator", "rspo_pass", "--k", "2", "--steps", "4",
-                                     "--ckpt-every", "2"))
+                                     "--ckpt-every", "2", "--tensorboard", "auto"))
     assert res["final_step"] == 4
     lines = [json.loads(x) for x in open(out / "train_log.jsonl")]
     assert [r["step"] for r in lines] == [1, 2, 3, 4]
@@ -99,7 +100,10 @@ def test_end_to_end_rl_run_trains_and_writes_outputs(base_model, data, tmp_path)
     cfg = json.loads((out / "train_config.json").read_text())
     assert cfg["estimator"] == "rspo_pass" and cfg["k"] == 2
     ckpt = tmp_path / ".ckpt-run"
-    assert sorted(os.listdir(ckpt)) == ["step_000004"]  # --keep-ckpts 1, the final one
+    assert sorted(d for d in os.listdir(ckpt) if d.startswith("step_")) == ["step_000004"]  # --keep-ckpts 1
+    if importlib.util.find_spec("tensorboard") is None:  # --tensorboard auto: no event files without it
+        return
+    assert any(f.startswith("events.") for f in os.listdir(out / "tensorboard"))
 
 
 def test_kill_and_resume_is_bit_exact(base_model, data, tmp_path):
