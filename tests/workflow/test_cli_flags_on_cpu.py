@@ -14,7 +14,7 @@ import re
 import shlex
 
 import pytest
-from wf_helpers import REPO, SNAKEFILE
+from wf_helpers import REPO, dry_run
 
 MAINS = {  # module of `python -m` -> where its main(argv) lives
     "analysis.datasets": "analysis.datasets",
@@ -36,23 +36,13 @@ class _Parsed(Exception):
     pass
 
 
-def _commands(configfile, workdir, targets=()):
-    """rule -> list of shell commands of a dry run."""
-    from snakemake.api import SnakemakeApi
-    from snakemake.settings.types import (ConfigSettings, DAGSettings, OutputSettings, Quietness, ResourceSettings,
-                                          StorageSettings)
-
-    with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
-        wf = api.workflow(snakefile=SNAKEFILE, workdir=workdir, resource_settings=ResourceSettings(cores=2),
-                          config_settings=ConfigSettings(configfiles=[configfile]),
-                          storage_settings=StorageSettings())
-        dag = wf.dag(DAGSettings(targets=set(targets)))
-        dag.execute_workflow(executor="dryrun")
-        out: dict[str, list[str]] = {}
-        for job in wf._workflow.dag.jobs:
-            if job.rule.shellcmd:
-                out.setdefault(job.rule.name, []).append(job.shellcmd)
-        return out
+def _commands(config: str, targets=("all",)) -> dict[str, list[str]]:
+    """rule -> shell commands of the (cached) dry runs of ``config`` for each target."""
+    out: dict[str, list[str]] = {}
+    for target in targets:
+        for rule, jobs in dry_run(str(REPO / config), () if target == "all" else (target,)).commands.items():
+            out.setdefault(rule, []).extend(cmd for _, cmd in jobs if cmd)
+    return out
 
 
 def _python_calls(cmd: str) -> list[tuple[str, list[str]]]:
@@ -92,7 +82,7 @@ def parse_only(monkeypatch):
     ("config/paper.yaml", ("all", "contamination")),
 ])
 def test_every_rule_command_parses(config, targets, tmp_path, parse_only):
-    commands = _commands(REPO / config, tmp_path, targets)
+    commands = _commands(config, targets)
     seen = set()
     for rule, cmds in sorted(commands.items()):
         for cmd in cmds[:3]:  # jobs of one rule differ only in their wildcards
@@ -109,7 +99,7 @@ def test_every_rule_command_parses(config, targets, tmp_path, parse_only):
 
 
 def test_paper_eval_commands_carry_the_protocol(tmp_path, parse_only):
-    commands = _commands(REPO / "config" / "paper.yaml", tmp_path)
+    commands = _commands("config/paper.yaml")
     gen = next(c for c in commands["generate"] if "/aime24/" in c and "algo~base" in c)
     (module, argv), = _python_calls(gen)
     ns = parse_only(module, argv)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from wf_helpers import REPO, dryrun_jobs, load_yaml
+from wf_helpers import REPO, dry_run, load_yaml
 
 import cells as C
 
@@ -27,7 +27,7 @@ def _uses_k(algo: str) -> bool:
 
 
 def test_paper_config_trains_each_cell_once(tmp_path):
-    jobs = dryrun_jobs(REPO / "config" / "paper.yaml", tmp_path)
+    jobs = dry_run(str(REPO / "config" / "paper.yaml")).jobs
     # Trained cells, counted by hand from config/paper.yaml:
     #   1.5B main: pg + baseline k{2,4,8} + rspo_pass k{2,4,8}                        7
     #   n_scaling: rspo_pass k4 n{4,8,16,32}; n16 is main's                           +3
@@ -61,7 +61,7 @@ def test_train_jobs_equal_unique_cells_of_the_config(tmp_path):
 
 
 def test_default_config_dry_run(tmp_path):
-    jobs = dryrun_jobs(REPO / "config" / "config.yaml", tmp_path)
+    jobs = dry_run(str(REPO / "config" / "config.yaml")).jobs
     # main 5 + n_scaling 2 (n4, n16) + maxk 3 + grpo 1 + peers 2 (pkpo_sloo, rspo_pass k8 linear)
     assert jobs["train"] == 13
     assert jobs["generate"] == jobs["verify"] == jobs["score"] == 14  # + the base model, one benchmark
@@ -71,13 +71,13 @@ def test_default_config_dry_run(tmp_path):
 
 
 def test_smollm2_config_dry_run(tmp_path):
-    jobs = dryrun_jobs(REPO / "config" / "smollm2.yaml", tmp_path)
+    jobs = dry_run(str(REPO / "config" / "smollm2.yaml")).jobs
     assert jobs["train"] == 13 and jobs["generate"] == 14  # the default's families on SmolLM2
     assert jobs["fetch_model"] == 1 and "pretrain_model" not in jobs
 
 
 def test_contamination_target(tmp_path):
-    jobs = dryrun_jobs(REPO / "config" / "paper.yaml", tmp_path, targets={"contamination"})
+    jobs = dry_run(str(REPO / "config" / "paper.yaml"), ("contamination",)).jobs
     assert jobs["generate"] == 30 * 2  # every trained checkpoint on aime25 and livemathbench
     assert jobs["ngram_audit"] == 1  # one audit of the 7 benchmarks against the MATH train set
     assert jobs["contamination"] == 1

@@ -14,7 +14,7 @@ import shlex
 from pathlib import Path
 
 import pytest
-from wf_helpers import REPO, SNAKEFILE
+from wf_helpers import REPO, dry_run
 
 pytest.importorskip("openrlhf", reason="OpenRLHF tier: pip install --no-deps openrlhf==0.11.2")
 
@@ -29,20 +29,9 @@ CELLS = {
 
 
 @pytest.fixture(scope="module")
-def train_commands(tmp_path_factory):
-    """cell -> shell command of its train job in a dry run of config/paper.yaml."""
-    from snakemake.api import SnakemakeApi
-    from snakemake.settings.types import (ConfigSettings, DAGSettings, OutputSettings, Quietness, ResourceSettings,
-                                          StorageSettings)
-
-    with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
-        wf = api.workflow(snakefile=SNAKEFILE, workdir=tmp_path_factory.mktemp("wd"),
-                          resource_settings=ResourceSettings(cores=2),
-                          config_settings=ConfigSettings(configfiles=[REPO / "config" / "paper.yaml"]),
-                          storage_settings=StorageSettings())
-        dag = wf.dag(DAGSettings(targets=set()))
-        dag.execute_workflow(executor="dryrun")
-        return {job.wildcards["cell"]: job.shellcmd for job in wf._workflow.dag.jobs if job.rule.name == "train"}
+def train_commands():
+    """cell -> shell command of its train job in the (cached) dry run of config/paper.yaml."""
+    return {wc["cell"]: cmd for wc, cmd in dry_run(str(REPO / "config" / "paper.yaml")).commands["train"]}
 
 
 @pytest.fixture(scope="module")

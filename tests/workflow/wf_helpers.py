@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import stat
+import functools
 import sys
+import tempfile
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -23,8 +24,15 @@ def load_yaml(path: Path) -> dict:
         return yaml.safe_load(fh)
 
 
-def dryrun_jobs(configfile: Path, workdir: Path, targets: set[str] | None = None) -> Counter:
-    """Dry-run the workflow in-process (Snakemake API); return the number of jobs per rule."""
+@dataclass(frozen=True)
+class DryRun:
+    """What a dry run planned: jobs per rule, and each job's (wildcards, shell command) per rule."""
+
+    jobs: Counter
+    commands: dict  # rule -> list of (wildcards dict, shell command or None)
+
+
+def _dry_run(configfile: Path, workdir: Path, targets: tuple[str, ...]) -> DryRun:
     from snakemake.api import SnakemakeApi
     from snakemake.settings.types import (ConfigSettings, DAGSettings, OutputSettings, Quietness, ResourceSettings,
                                           StorageSettings)
@@ -37,9 +45,26 @@ def dryrun_jobs(configfile: Path, workdir: Path, targets: set[str] | None = None
             config_settings=ConfigSettings(configfiles=[Path(configfile)]),
             storage_settings=StorageSettings(),
         )
-        dag = wf.dag(DAGSettings(targets=set(targets or ())))
+        dag = wf.dag(DAGSettings(targets=set(targets)))
         dag.execute_workflow(executor="dryrun")
-        return Counter(job.rule.name for job in wf._workflow.dag.jobs)
+        jobs = list(wf._workflow.dag.jobs)
+        commands: dict[str, list] = {}
+        for job in jobs:
+            cmd = job.shellcmd if job.rule.shellcmd else None
+            commands.setdefault(job.rule.name, []).append((dict(job.wildcards), cmd))
+        return DryRun(jobs=Counter(job.rule.name for job in jobs), commands=commands)
+
+
+@functools.lru_cache(maxsize=None)
+def dry_run(configfile: str, targets: tuple[str, ...] = ()) -> DryRun:
+    """Dry-run a shipped config in-process (Snakemake API) in a fresh temporary workdir; cached per session, so the
+    tests that read the same plan share one dry run."""
+    return _dry_run(Path(configfile), Path(tempfile.mkdtemp(prefix="rspo-dryrun-")), tuple(targets))
+
+
+def dryrun_jobs(configfile: Path, workdir: Path, targets: set[str] | None = None) -> Counter:
+    """Dry-run the workflow in-process (uncached); return the number of jobs per rule."""
+    return _dry_run(Path(configfile), Path(workdir), tuple(sorted(targets or ()))).jobs
 
 
 FAKE_SBATCH = """#!/bin/sh
