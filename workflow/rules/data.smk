@@ -55,7 +55,7 @@ rule pretrain_model:
         args=lambda wc: C.cli_args(MODELS[wc.model].get("pretrain_args")),
     shell:
         "OMP_NUM_THREADS={threads} python -m rspo_patch.pretrain --train {input.train} --heldout {input.heldout} "
-        "--out {output} --no-progress {params.args} > {log} 2>&1"
+        "--out {output} {params.args} > {log} 2>&1"
 
 
 def _fetch_command(wildcards):

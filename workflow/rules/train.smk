@@ -49,7 +49,7 @@ def _train_command():
     if TR["trainer"] == "local":
         return (
             "OMP_NUM_THREADS={threads} python -m rspo_patch.train_local --model {input.model} --data {input.data} "
-            "--out {params.out} --ckpt-dir {params.ckpt} --no-progress {params.flags} > {log} 2>&1"
+            "--out {params.out} --ckpt-dir {params.ckpt} {params.flags} > {log} 2>&1"
         )
     # OpenRLHF on one node: a private Ray (address local, per-job temp dir) so concurrent jobs on a shared node never
     # join each other's cluster; checkpoints and TensorBoard logs under results/ckpt/{cell} (--ckpt.load_enable
