@@ -20,7 +20,7 @@ from matplotlib.colors import to_rgb
 METHODS: dict[str, tuple[str, str, bool]] = {
     "rspo_pass": ("RSPO", "Reds", True),
     "baseline": ("Baseline", "Blues", True),
-    "rspo_max": ("RSPO-Max", "#b5179e", True),
+    "rspo_max": ("RSPO-Max", "Reds", True),  # RSPO for Max@k: reds, as the paper's Figure 11
     "rspo_max_sorted": ("RSPO-Max (sorted)", "#7209b7", True),
     "rspo_pass_plugin": ("RSPO plug-in", "#e76f51", True),
     "rspo_max_plugin": ("RSPO-Max plug-in", "#9d4edd", True),
