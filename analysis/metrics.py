@@ -237,14 +237,9 @@ def _bench_seed(seed: int, benchmark: str) -> list[int]:
 
 
 def _read_verified(path: str | os.PathLike) -> list[dict]:
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}:{lineno}: not valid JSON ({e})") from e
+    from analysis.datasets import read_jsonl
+
+    rows = read_jsonl(path)
     if not rows:
         raise ValueError(f"{path} has no rows; nothing to score")
     need = ("benchmark", "problem_id", "correct", "reward_max")

@@ -798,18 +798,6 @@ class XVerifyJudge:
 # Files
 
 
-def _read_jsonl(path: str | os.PathLike) -> list[dict]:
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}:{lineno}: not valid JSON ({e})") from e
-    return rows
-
-
 def _write_jsonl_atomic(path: str | os.PathLike, rows: Iterable[dict]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -853,8 +841,10 @@ def verify_file(samples_path: str | os.PathLike, data_path: str | os.PathLike, o
             raise ValueError(f"xverify_model {str(xverify_model)!r} is not a local model folder with config.json")
     fallback = _check_fallback(fallback)
     t0 = time.time()
-    samples = _read_jsonl(samples_path)
-    data_rows = _read_jsonl(data_path)
+    from analysis.datasets import read_jsonl  # here, not at the top: analysis.datasets imports this module
+
+    samples = read_jsonl(samples_path)
+    data_rows = read_jsonl(data_path)
     for j, r in enumerate(data_rows):
         if "id" not in r or "answer" not in r:
             raise ValueError(f"{data_path}: row {j} lacks 'id' or 'answer'; expected {{id, question, answer, meta}}")

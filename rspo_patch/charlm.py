@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import string
 from dataclasses import dataclass
 
@@ -246,3 +248,14 @@ def evaluate_passk(model, tokenizer, rows: list[dict], *, n: int, ks=(1,), max_n
 def count_parameters(model) -> int:
     """Number of parameters (tied weights counted once)."""
     return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+
+
+def replace_dir(tmp: str, out: str) -> None:
+    """Move the finished folder ``tmp`` to ``out``, replacing an existing ``out`` with two renames (never half-written)."""
+    if os.path.exists(out):
+        old = tmp + ".old"
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, out)

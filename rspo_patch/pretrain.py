@@ -24,14 +24,13 @@ import argparse
 import json
 import logging
 import os
-import shutil
 import tempfile
 import time
 
 import torch
 from tqdm import tqdm
 
-from rspo_patch.charlm import build_char_tokenizer, build_tiny_llama, charset_for, count_parameters, evaluate_passk
+from rspo_patch.charlm import replace_dir, build_char_tokenizer, build_tiny_llama, charset_for, count_parameters, evaluate_passk
 
 log = logging.getLogger("rspo_patch.pretrain")
 
@@ -100,13 +99,7 @@ def save_hf_atomic(model, tokenizer, out: str, extra_files: dict[str, str]) -> N
     for name, text in extra_files.items():
         with open(os.path.join(tmp, name), "w") as f:
             f.write(text)
-    if os.path.exists(out):
-        old = tmp + ".old"
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, out)
+    replace_dir(tmp, out)
 
 
 def pretrain(train_path: str, heldout_path: str, out: str, *, target_pass1=(0.10, 0.60), seed: int = 0,

@@ -53,7 +53,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from rspo_patch.charlm import grade_texts, sample_responses, sequence_logprobs
+from rspo_patch.charlm import grade_texts, replace_dir, sample_responses, sequence_logprobs
 from rspo_patch.rewards import REWARD_KINDS, reward
 
 log = logging.getLogger("rspo_patch.train_local")
@@ -286,13 +286,7 @@ def write_outputs_atomic(out: str, model, tokenizer, log_lines: list[dict], conf
         json.dump(config, f, indent=2)
     if tb_dir and os.path.isdir(tb_dir):
         shutil.copytree(tb_dir, os.path.join(tmp, "tensorboard"))
-    if os.path.exists(out):
-        old = tmp + ".old"
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, out)
+    replace_dir(tmp, out)
 
 
 def _weight_stats(w: torch.Tensor) -> dict:
