@@ -256,23 +256,6 @@ def _sorted(rewards: torch.Tensor):
     return torch.sort(rewards, dim=1, stable=True)
 
 
-def _tie_counts(rs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """For ascending rows rs (P, n): c_< = #{j: R_j < R_(p)} and c_<= = #{j: R_j <= R_(p)} per position, int64 (P, n).
-
-    O(n) per row: c_< is the start of the run of equal values containing p (a running max of run starts), c_<= the end
-    of that run (a reversed running min of run ends), cheaper than a binary search per entry.
-    """
-    P, n = rs.shape
-    pos = torch.arange(n, device=rs.device).expand(P, n)
-    new_run = torch.ones(P, n, dtype=torch.bool, device=rs.device)
-    new_run[:, 1:] = rs[:, 1:] != rs[:, :-1]
-    below = torch.where(new_run, pos, torch.zeros_like(pos)).cummax(1).values
-    run_end = torch.full_like(pos, n)
-    run_end[:, :-1] = torch.where(new_run[:, 1:], pos[:, 1:], torch.full_like(pos[:, 1:], n))
-    le = torch.flip(torch.flip(run_end, [1]).cummin(1).values, [1])
-    return below, le
-
-
 def _unsort(values_sorted: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """Scatter per-position values back to the original response order."""
     return torch.empty_like(values_sorted).scatter_(1, idx, values_sorted)
@@ -349,12 +332,11 @@ def _rspo_max_from_counts(rs: torch.Tensor, below: torch.Tensor, k: int) -> torc
     P, n = rs.shape
     rs = rs - rs[:, :1]  # shift-invariant for k >= 2; makes every term non-negative
     j = torch.arange(1, n + 1, dtype=torch.float64, device=rs.device)
-    b = _comb_ratio(j - 1, k - 2, n - 1, k - 1)  # (n,)
-    zero = torch.zeros(P, 1, dtype=torch.float64, device=rs.device)
-    B = torch.cat([zero[0], torch.cumsum(b, 0)]).expand(P, n + 1)  # B[c] = sum_{j <= c} b_j
-    RB = torch.cat([zero, torch.cumsum(rs * b, 1)], dim=1)  # (P, n + 1)
-    w = k * (rs * B.gather(1, below) - RB.gather(1, below))
-    return w.clamp_min(0.0)  # exact value is >= 0 (hockey-stick identity); this only removes rounding residue
+    kb = k * _comb_ratio(j - 1, k - 2, n - 1, k - 1)  # (n,): k * b_j
+    B = torch.cat([kb.new_zeros(1), torch.cumsum(kb, 0)]).expand(P, n + 1)  # B[c] = k sum_{j <= c} b_j
+    RB = torch.cumsum(torch.nn.functional.pad(rs * kb, (1, 0)), 1)  # (P, n + 1): k sum_{j <= c} R_(j) b_j
+    w = torch.addcmul(-RB.gather(1, below), rs, B.gather(1, below))
+    return w.clamp_min_(0.0)  # exact value is >= 0 (hockey-stick identity); this only removes rounding residue
 
 
 @register_estimator(Estimator.RSPO_MAX, unbiased=True,
@@ -370,7 +352,7 @@ def rspo_max(rewards: torch.Tensor, *, k: int) -> torch.Tensor:
     if k == 1:
         return rewards.clone()
     rs, idx = _sorted(rewards)
-    below, _ = _tie_counts(rs)
+    below = torch.searchsorted(rs, rs, right=False)  # c_<: number of strictly smaller rewards
     return _unsort(_rspo_max_from_counts(rs, below, k), idx)
 
 
@@ -400,7 +382,8 @@ def rspo_max_plugin(rewards: torch.Tensor, *, k: int) -> torch.Tensor:
         return rewards.clone()
     rs, idx = _sorted(rewards)
     P, n = rs.shape
-    below, le = _tie_counts(rs)  # c_<, c_<=
+    below = torch.searchsorted(rs, rs, right=False)  # c_<
+    le = torch.searchsorted(rs, rs, right=True)  # c_<=
     p_le = le.to(torch.float64) / n  # (P, n) >= 1/n
     terms = rs * p_le.pow(k - 2)
     G = torch.cat([torch.zeros(P, 1, dtype=torch.float64, device=rs.device), torch.cumsum(terms, 1)], 1) / n
