@@ -251,6 +251,13 @@ def _comb_ratio(a: torch.Tensor, b: int, c: int, d: int) -> torch.Tensor:
     return torch.exp(_log_comb(a, b) - _log_comb(torch.tensor(float(c), dtype=torch.float64, device=a.device), d))
 
 
+@functools.lru_cache(maxsize=256)
+def _position_ratio(n: int, shift: int, b: int, c: int, d: int, device: torch.device) -> torch.Tensor:
+    """(n,) float64 vector C(j - shift, b) / C(c, d) for sorted positions j = 1..n, cached per (n, k) (read-only)."""
+    j = torch.arange(1, n + 1, dtype=torch.float64, device=device)
+    return _comb_ratio(j - shift, b, c, d)
+
+
 def _sorted(rewards: torch.Tensor):
     """Stable ascending sort of each row: values (P, n), original indices (P, n)."""
     return torch.sort(rewards, dim=1, stable=True)
@@ -331,8 +338,7 @@ def _rspo_max_from_counts(rs: torch.Tensor, below: torch.Tensor, k: int) -> torc
     """
     P, n = rs.shape
     rs = rs - rs[:, :1]  # shift-invariant for k >= 2; makes every term non-negative
-    j = torch.arange(1, n + 1, dtype=torch.float64, device=rs.device)
-    kb = k * _comb_ratio(j - 1, k - 2, n - 1, k - 1)  # (n,): k * b_j
+    kb = k * _position_ratio(n, 1, k - 2, n - 1, k - 1, rs.device)  # (n,): k * b_j
     B = torch.cat([kb.new_zeros(1), torch.cumsum(kb, 0)]).expand(P, n + 1)  # B[c] = k sum_{j <= c} b_j
     RB = torch.cumsum(torch.nn.functional.pad(rs * kb, (1, 0)), 1)  # (P, n + 1): k sum_{j <= c} R_(j) b_j
     w = torch.addcmul(-RB.gather(1, below), rs, B.gather(1, below))
@@ -398,9 +404,8 @@ def rspo_max_plugin(rewards: torch.Tensor, *, k: int) -> torch.Tensor:
 def _pkpo_s_sorted(rs: torch.Tensor, k: int) -> torch.Tensor:
     """PKPO's s_i on sorted rows, times n. s_(p) = [R_(p) C(p-1, k-1) + sum_{j>p} R_(j) C(j-2, k-2)] / C(n, k)."""
     P, n = rs.shape
-    j = torch.arange(1, n + 1, dtype=torch.float64, device=rs.device)
-    own = _comb_ratio(j - 1, k - 1, n, k)  # (n,): subsets where p itself is the max
-    other = _comb_ratio(j - 2, k - 2, n, k)  # (n,): subsets whose max sits at j > p
+    own = _position_ratio(n, 1, k - 1, n, k, rs.device)  # (n,): subsets where p itself is the max
+    other = _position_ratio(n, 2, k - 2, n, k, rs.device)  # (n,): subsets whose max sits at j > p
     tail = torch.flip(torch.cumsum(torch.flip(rs * other, [1]), 1), [1])  # sum_{j >= p}
     tail = torch.cat([tail[:, 1:], torch.zeros(P, 1, dtype=torch.float64, device=rs.device)], 1)  # sum_{j > p}
     return n * (rs * own + tail)
@@ -424,9 +429,8 @@ def pkpo_sloo(rewards: torch.Tensor, *, k: int) -> torch.Tensor:
     """
     rs, idx = _sorted(rewards)
     P, n = rs.shape
-    j = torch.arange(1, n + 1, dtype=torch.float64, device=rs.device)
-    lo = _comb_ratio(j - 1, k - 1, n - 1, k)
-    hi = _comb_ratio(j - 2, k - 1, n - 1, k)
+    lo = _position_ratio(n, 1, k - 1, n - 1, k, rs.device)
+    hi = _position_ratio(n, 2, k - 1, n - 1, k, rs.device)
     zero = torch.zeros(P, 1, dtype=torch.float64, device=rs.device)
     head = torch.cat([zero, torch.cumsum(rs * lo, 1)[:, :-1]], 1)  # sum_{j < p}
     tail = torch.flip(torch.cumsum(torch.flip(rs * hi, [1]), 1), [1])
