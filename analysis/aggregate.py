@@ -30,11 +30,12 @@ import json
 import logging
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from analysis.atomic import write_text_atomic
 
 log = logging.getLogger("analysis.aggregate")
 
@@ -90,24 +91,9 @@ def cell_path(model: str, algo: str, train_k: int, n: int, reward: str, seed: in
 # atomic writers
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
     """Write df as CSV (no index) via a temp file in the same folder + os.replace."""
-    _atomic_write_text(Path(path), df.to_csv(index=False))
+    write_text_atomic(Path(path), df.to_csv(index=False))
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -335,7 +321,7 @@ def aggregate(eval_root: Path | None, train_root: Path | None, out_dir: Path, *,
         table = summary_table(sub, ci=ci)
         stem = fname.replace(".csv", "_summary")
         write_csv_atomic(table, out_dir / f"{stem}.csv")
-        _atomic_write_text(out_dir / f"{stem}.tex",
+        write_text_atomic(out_dir / f"{stem}.tex",
                            summary_latex(table, f"{metric.replace('@k', '@$k$')}: mean over seeds, 95\\% CI"))
         counts[f"{stem}.csv"] = len(table)
     write_csv_atomic(curves, out_dir / TRAIN_FILE)

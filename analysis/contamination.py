@@ -36,11 +36,12 @@ import logging
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from tqdm import tqdm
+
+from analysis.atomic import write_text_atomic
 
 from analysis.datasets import read_jsonl
 
@@ -184,20 +185,6 @@ def attach_train_ids(results: dict[str, dict], bench_rows: dict[str, list[Mappin
                 ids.append(row.get("id"))
 
 
-def _atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def audit(train_path: str | os.PathLike, benches: Mapping[str, str | os.PathLike], out_json: str | os.PathLike,
           out_csv: str | os.PathLike, *, n: int = 13, include_solutions: bool = True) -> dict:
     """Audit every benchmark JSONL in ``benches`` (name -> path) against the training JSONL; write JSON + CSV.
@@ -225,13 +212,13 @@ def audit(train_path: str | os.PathLike, benches: Mapping[str, str | os.PathLike
                  res["n_too_short"], res["max_overlap"])
     doc = {"n": n, "train": str(train_path), "train_rows": len(train_rows), "train_ngrams": len(index),
            "include_solutions": include_solutions, "normaliser_version": NORMALISER_VERSION, "benchmarks": results}
-    _atomic_write_text(out_json, json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
+    write_text_atomic(out_json, json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for res in results.values():
         w.writerow(res)
-    _atomic_write_text(out_csv, buf.getvalue())
+    write_text_atomic(out_csv, buf.getvalue())
     return doc
 
 

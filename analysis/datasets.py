@@ -32,12 +32,11 @@ import os
 import random
 import re
 import sys
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from analysis.atomic import write_jsonl_atomic  # noqa: F401  (re-exported: others import it from here)
 from analysis.verify import last_boxed  # the ONE answer extractor (also used to grade outputs)
 
 log = logging.getLogger(__name__)
@@ -66,30 +65,6 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
                 raise ValueError(f"{path}:{lineno}: got a JSON {type(obj).__name__}; expected a JSON object per line")
             rows.append(obj)
     return rows
-
-
-def write_jsonl_atomic(path: str | os.PathLike, rows: Iterable[Mapping]) -> int:
-    """Write rows as JSONL to ``path`` atomically (temp file in the same folder + ``os.replace``).
-
-    Creates the parent folder. Returns the number of rows written. Non-ASCII text is kept as UTF-8.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    n = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-                n += 1
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return n
 
 
 # ----------------------------------------------------------------------------------------------------------------------

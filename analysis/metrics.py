@@ -29,14 +29,14 @@ import logging
 import math
 import os
 import sys
-import tempfile
 import zlib
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+
+from analysis.atomic import atomic_open, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -250,20 +250,6 @@ def _read_verified(path: str | os.PathLike) -> list[dict]:
     return rows
 
 
-def _atomic_write(path: str | os.PathLike, write) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def score_rows(rows: Sequence[dict], *, ks: Sequence[int] | None = None, n_boot: int = 1000, seed: int = 0,
                metrics: Sequence[str] = ("pass@k", "max@k")) -> tuple[dict, list[dict]]:
     """(metrics.json content, tidy CSV rows) for verified rows, per benchmark; see ``score``."""
@@ -347,13 +333,11 @@ def score(verified_path: str | os.PathLike, out_json: str | os.PathLike, out_csv
     result, table = score_rows(rows, ks=ks, n_boot=n_boot, seed=seed)
     result["source"] = str(verified_path)
 
-    def write_csv(f):
+    write_text_atomic(out_json, json.dumps(result, indent=2) + "\n")
+    with atomic_open(out_csv) as f:
         w = csv.DictWriter(f, fieldnames=list(CSV_COLUMNS))
         w.writeheader()
         w.writerows(table)
-
-    _atomic_write(out_json, lambda f: f.write(json.dumps(result, indent=2) + "\n"))
-    _atomic_write(out_csv, write_csv)
     return result
 
 

@@ -17,11 +17,11 @@ import datetime as _dt
 import html
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
+
+from analysis.atomic import write_text_atomic
 
 log = logging.getLogger("analysis.report")
 
@@ -173,17 +173,7 @@ def write_report(fig_dir: Path, tables_dir: Path, out: Path, *, config: Path | N
     """render() written atomically to out; returns out."""
     text = render(fig_dir, tables_dir, config=config)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_text_atomic(out, text)
     log.info("wrote %s (%.1f kB)", out, len(text) / 1024)
     return out
 

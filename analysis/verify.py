@@ -53,14 +53,15 @@ import os
 import re
 import signal
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter, deque
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, NamedTuple, Sequence
+from typing import NamedTuple, Sequence
+
+from analysis.atomic import write_jsonl_atomic
 
 log = logging.getLogger(__name__)
 
@@ -798,21 +799,6 @@ class XVerifyJudge:
 # Files
 
 
-def _write_jsonl_atomic(path: str | os.PathLike, rows: Iterable[dict]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for r in rows:
-                f.write(json.dumps(r, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 _SAMPLE_FIELDS = ("problem_id", "output", "finish_reason", "num_tokens")
 
 
@@ -884,7 +870,7 @@ def verify_file(samples_path: str | os.PathLike, data_path: str | os.PathLike, o
                    reward_max=max_reward(correct, int(s["num_tokens"]), max_new_tokens), verifier=verifier,
                    grader_version=GRADER_VERSION, grade_status=r.status)
         rows.append(row)
-    _write_jsonl_atomic(out_path, rows)
+    write_jsonl_atomic(out_path, rows)
     counts = Counter(r.status for r in res)
     summary = {
         "samples": len(rows), "correct": sum(r["correct"] for r in rows),

@@ -31,13 +31,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import tempfile
 import time
 from typing import Callable
 
 import numpy as np
 import torch
+
+from analysis.atomic import write_text_atomic
 
 from rspo_patch.estimators import ESTIMATORS, check_estimator_args, get_estimator
 
@@ -359,12 +359,7 @@ def main(argv=None) -> dict:
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     res = run_all(a.seed, quick=a.quick)
-    out = os.path.abspath(a.out)
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=os.path.dirname(out))
-    with os.fdopen(fd, "w") as f:
-        json.dump(res, f, indent=1)
-    os.replace(tmp, out)
+    write_text_atomic(a.out, json.dumps(res, indent=1))
     return res
 
 

@@ -17,9 +17,7 @@ import hashlib
 import importlib.util
 import json
 import logging
-import os
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -30,6 +28,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+
+from analysis.atomic import atomic_path, write_text_atomic  # noqa: E402
 
 from analysis.aggregate import CELL_COLUMNS, METRIC_COLUMNS, TRAIN_FILE, TRAIN_LOG_FIELDS, seed_mean  # noqa: E402
 from analysis.figures.colors import label_for, sort_key, style_for  # noqa: E402
@@ -219,16 +219,8 @@ class FigureContext:
 
 
 def _atomic_savefig(fig, path: Path, **kw) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, **kw)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _json_default(o):
@@ -273,11 +265,7 @@ def run_figure(name: str, ctx: FigureContext) -> dict:
         **meta,
     }
     text = json.dumps(sidecar, indent=2, default=_json_default, sort_keys=False)
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{name}.", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        f.write(text + "\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, out_dir / f"{name}.json")
+    write_text_atomic(out_dir / f"{name}.json", text + "\n")
     log.info("%s: wrote pdf/png/json (%d missing cells)", name, len(sidecar["missing_cells"]))
     return sidecar
 

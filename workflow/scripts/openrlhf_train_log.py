@@ -18,10 +18,10 @@ for a (tag, step) wins. Output written atomically (temp file + os.replace).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import tempfile
 from pathlib import Path
+
+from analysis.atomic import write_jsonl_atomic
 
 FIELD_MAP = {
     "k": "train/rspo_k",
@@ -72,16 +72,6 @@ def to_rows(scalars: dict[str, dict[int, tuple[float, float]]]) -> list[dict]:
                 row[tag.removeprefix("train/")] = series[step][1]
         rows.append(row)
     return rows
-
-
-def write_jsonl_atomic(path: str | os.PathLike, rows: list[dict]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        for row in rows:
-            fh.write(json.dumps(row) + "\n")
-    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> int:
