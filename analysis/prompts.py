@@ -7,6 +7,10 @@ Templates
 qwen_math_cot  Qwen2.5-Math chain-of-thought chat format (the field's convention for Qwen2.5-Math; the paper's setup):
                system "Please reason step by step, and put your final answer within \\boxed{}."
 chat           the tokenizer's own chat template with the same system instruction (e.g. SmolLM2-Instruct)
+chat_answer    the tokenizer's own chat template with system "Answer with the final number only." — for small instruct
+               models on arithmetic: SmolLM2-135M-Instruct answers 1-digit sums with pass@1 ~0.09 / pass@8 ~0.75 (T=1,
+               12 new tokens) this way, against ~0.01 / 0.08 with no system prompt and ~0 under the CoT instruction
+               (docs/training.md), so RL has signal to amplify
 plain          "{question}=" for the char-level tiny model trained from scratch on arithmetic; the answer follows "="
 """
 
@@ -20,22 +24,26 @@ QWEN_MATH_COT = (
     "<|im_start|>assistant\n"
 )
 
-TEMPLATES = ("qwen_math_cot", "chat", "plain")
+SYSTEM_ANSWER = "Answer with the final number only."
+
+TEMPLATES = ("qwen_math_cot", "chat", "chat_answer", "plain")
+CHAT_TEMPLATES = {"chat": SYSTEM_COT, "chat_answer": SYSTEM_ANSWER}  # template -> its system message
 
 
 def format_prompt(question: str, template: str = "qwen_math_cot", tokenizer=None) -> str:
     """Return the prompt string for one question.
 
-    ``chat`` needs a tokenizer with a chat template; the other templates need none.
-    Raises ValueError for an unknown template or a ``chat`` request without a usable tokenizer.
+    ``chat`` and ``chat_answer`` need a tokenizer with a chat template; the other templates need none.
+    Raises ValueError for an unknown template or a chat request without a usable tokenizer.
     """
     if template == "qwen_math_cot":
         return QWEN_MATH_COT.replace("{question}", question)
     if template == "plain":
         return f"{question}="
-    if template == "chat":
+    if template in CHAT_TEMPLATES:
         if tokenizer is None or not getattr(tokenizer, "chat_template", None):
-            raise ValueError("template 'chat' needs a tokenizer with a chat_template; use 'qwen_math_cot' or 'plain'")
-        messages = [{"role": "system", "content": SYSTEM_COT}, {"role": "user", "content": question}]
+            raise ValueError(f"template {template!r} needs a tokenizer with a chat_template; use 'qwen_math_cot' or "
+                             "'plain'")
+        messages = [{"role": "system", "content": CHAT_TEMPLATES[template]}, {"role": "user", "content": question}]
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     raise ValueError(f"unknown prompt template {template!r}; expected one of {', '.join(TEMPLATES)}")

@@ -82,6 +82,8 @@ class EstimatorSpec:
     min_n         smallest group size accepted (2 where a leave-one-out or a std is needed)
     n_minus_k     smallest allowed n - k (0: n >= k; 1: n > k for a leave-one-out over k-subsets); None: k > n allowed
     hyperparameters  names and defaults of the keyword hyperparameters besides k
+    sorted_input  raw_fn takes each row sorted ascending (float64) and returns the weights in that sorted order; the
+                  registered fn sorts once in the input dtype and scatters the weights back to response order
     """
 
     name: str
@@ -96,6 +98,7 @@ class EstimatorSpec:
     min_n: int = 1
     n_minus_k: int | None = 0
     hyperparameters: dict = field(default_factory=dict)
+    sorted_input: bool = False
 
     def unbiased_for(self, k: int) -> bool:
         """Whether the registry guarantees unbiasedness for grad J_k at this k."""
@@ -184,11 +187,15 @@ def register_estimator(
     min_n: int = 1,
     n_minus_k: int | None = 0,
     hyperparameters: dict | None = None,
+    sorted_input: bool = False,
 ):
     """Decorator: register ``fn(rewards64 (P, n), *, k, **hp) -> weights64 (P, n)`` under ``name``.
 
     The registered (and returned) function validates its inputs, converts to float64, calls ``fn`` without gradients,
-    and casts back. Registering a different function under a taken name raises ValueError.
+    and casts back. With ``sorted_input`` the rows reach ``fn`` sorted ascending and ``fn`` answers in that order: the
+    sort runs once, in the input dtype (a float64 cast preserves order, so this is the float64 order, at the cost of the
+    cheaper sort), and the weights are scattered back to response order after the cast to the output dtype.
+    Registering a different function under a taken name raises ValueError.
     """
     key = Estimator(name).value  # ValueError for names outside the enum
 
@@ -202,16 +209,19 @@ def register_estimator(
             _validate(key, rewards, k, hp)
             out_dtype = rewards.dtype if rewards.is_floating_point() else torch.float32
             with torch.no_grad():
-                r64 = rewards.detach().to(torch.float64)
-                if r64.shape[0] == 0:
-                    return torch.zeros_like(r64, dtype=out_dtype)
-                w = raw(r64, k=k, **{**defaults, **hp})
-            return w.to(out_dtype)
+                if rewards.shape[0] == 0:
+                    return torch.zeros(rewards.shape, dtype=out_dtype, device=rewards.device)
+                if not sorted_input:
+                    return raw(rewards.detach().to(torch.float64), k=k, **{**defaults, **hp}).to(out_dtype)
+                r = rewards.detach()
+                vals, idx = torch.sort(r.to(torch.uint8) if r.dtype == torch.bool else r, dim=1, stable=True)
+                w = raw(vals.to(torch.float64), k=k, **{**defaults, **hp})
+                return torch.empty(r.shape, dtype=out_dtype, device=r.device).scatter_(1, idx, w.to(out_dtype))
 
         ESTIMATORS[key] = EstimatorSpec(
             name=key, fn=fn, raw_fn=raw, description=description, unbiased=unbiased, unbiased_at_k1=unbiased_at_k1,
             binary_only=binary_only, k_divides_n=k_divides_n, uses_k=uses_k, min_n=min_n,
-            n_minus_k=n_minus_k if uses_k else None, hyperparameters=defaults,
+            n_minus_k=n_minus_k if uses_k else None, hyperparameters=defaults, sorted_input=sorted_input,
         )
         return fn
 
@@ -258,14 +268,10 @@ def _position_ratio(n: int, shift: int, b: int, c: int, d: int, device: torch.de
     return _comb_ratio(j - shift, b, c, d)
 
 
-def _sorted(rewards: torch.Tensor):
-    """Stable ascending sort of each row: values (P, n), original indices (P, n)."""
-    return torch.sort(rewards, dim=1, stable=True)
-
-
-def _unsort(values_sorted: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """Scatter per-position values back to the original response order."""
-    return torch.empty_like(values_sorted).scatter_(1, idx, values_sorted)
+@functools.lru_cache(maxsize=256)
+def _position_prefix(n: int, shift: int, b: int, c: int, d: int, device: torch.device) -> torch.Tensor:
+    """(n,) inclusive prefix sums of ``_position_ratio(n, shift, b, c, d)``, cached per (n, k) (read-only)."""
+    return torch.cumsum(_position_ratio(n, shift, b, c, d, device), 0)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -327,116 +333,112 @@ def rspo_pass_plugin(rewards: torch.Tensor, *, k: int) -> torch.Tensor:
     return k * fail.pow(k - 1) * rewards
 
 
-def _rspo_max_from_counts(rs: torch.Tensor, below: torch.Tensor, k: int) -> torch.Tensor:
-    """Core of the Max@k weight on sorted rows.
+def _rspo_max_rows(rs: torch.Tensor, k: int) -> torch.Tensor:
+    """Max@k weights of ascending rows rs (P, n), in sorted order; k >= 2.
 
-    rs: (P, n) ascending rewards; below: (P, n) int64, how many sorted positions count as 'below' each entry
-    (c_< for the exact estimator, the position for the sorted one). Returns weights (P, n) in sorted order:
-        w = k * sum_{j <= below} (R - R_(j)) b_j,   b_j = C(j-1, k-2) / C(n-1, k-1)   (j 1-indexed, k >= 2)
-    computed as k * (R * B[below] - RB[below]) with prefix sums B, RB of b_j and R_(j) b_j, after shifting each row by
-    its minimum (the weight is shift-invariant for k >= 2, and the shift removes most cancellation).
+        w_(p) = k sum_{j <= p} (R_(p) - R_(j)) b_j,   b_j = C(j-1, k-2) / C(n-1, k-1)   (positions 1-indexed)
+              = R_(p) B_p - RB_p,   B_p = k sum_{j <= p} b_j (cached), RB_p = k sum_{j <= p} R_(j) b_j (one cumsum),
+
+    after shifting each row by its minimum (w is shift-invariant for k >= 2; the shift removes most cancellation).
+    Tied entries R_(j) = R_(p), j != p, add (R_(p) - R_(j)) b_j = 0, so summing to the position p equals summing to
+    c_< (Theorem C.4's form) and tied responses get equal weights; the j = p term is 0 too, hence inclusive sums.
     """
-    P, n = rs.shape
-    rs = rs - rs[:, :1]  # shift-invariant for k >= 2; makes every term non-negative
-    kb = k * _position_ratio(n, 1, k - 2, n - 1, k - 1, rs.device)  # (n,): k * b_j
-    B = torch.cat([kb.new_zeros(1), torch.cumsum(kb, 0)]).expand(P, n + 1)  # B[c] = k sum_{j <= c} b_j
-    RB = torch.cumsum(torch.nn.functional.pad(rs * kb, (1, 0)), 1)  # (P, n + 1): k sum_{j <= c} R_(j) b_j
-    w = torch.addcmul(-RB.gather(1, below), rs, B.gather(1, below))
-    return w.clamp_min_(0.0)  # exact value is >= 0 (hockey-stick identity); this only removes rounding residue
+    n = rs.shape[1]
+    rs = rs - rs[:, :1]
+    kb = k * _position_ratio(n, 1, k - 2, n - 1, k - 1, rs.device)  # (n,): k b_j
+    B = k * _position_prefix(n, 1, k - 2, n - 1, k - 1, rs.device)  # (n,): k sum_{j <= p} b_j
+    RB = torch.cumsum(rs * kb, 1)
+    # not a fused addcmul: with separate roundings the (k-1)-th lowest entry (B_p = k b_p, RB_p = R_(p) k b_p) gets an
+    # exact 0 (fused, it keeps the rounding residue of RB_p). Exact value >= 0 (hockey stick): the clamp is for rounding.
+    return torch.mul(rs, B).sub_(RB).clamp_min_(0.0)
 
 
-@register_estimator(Estimator.RSPO_MAX, unbiased=True,
+@register_estimator(Estimator.RSPO_MAX, unbiased=True, sorted_input=True,
                     description="RSPO Max@k (Theorem C.4): k/C(n-1,k-1) [R_i C(c_<,k-1) - sum_{j<=c_<} R_(j) C(j-1,k-2)]")
-def rspo_max(rewards: torch.Tensor, *, k: int) -> torch.Tensor:
+def rspo_max(rs: torch.Tensor, *, k: int) -> torch.Tensor:
     """Exact unbiased Max@k weight, ties included (Theorem C.4), O(n log n) per group.
 
     w_i = k / C(n-1, k-1) * [R_i C(c_<[i], k-1) - sum_{j=1}^{c_<[i]} R_(j) C(j-1, k-2)],
     R_(1) <= ... <= R_(n) ascending, c_<[i] = #{j : R_j < R_i}. Equivalently k E_T[(R_i - max T)^+] over the
     (k-1)-subsets T of the other responses. Non-negative whatever the signs of R; zero for the k-1 lowest responses.
-    k = 1 gives R_i. (P, n) -> (P, n).
+    k = 1 gives R_i. Computed on sorted rows by ``_rspo_max_rows`` (no tie counting needed). (P, n) -> (P, n).
     """
-    if k == 1:
-        return rewards.clone()
-    rs, idx = _sorted(rewards)
-    below = torch.searchsorted(rs, rs, right=False)  # c_<: number of strictly smaller rewards
-    return _unsort(_rspo_max_from_counts(rs, below, k), idx)
+    return rs.clone() if k == 1 else _rspo_max_rows(rs, k)
 
 
-@register_estimator(Estimator.RSPO_MAX_SORTED, unbiased=True,
+@register_estimator(Estimator.RSPO_MAX_SORTED, unbiased=True, sorted_input=True,
                     description="RSPO Max@k (Theorem 4.4): c_< replaced by the position in a stable ascending sort")
-def rspo_max_sorted(rewards: torch.Tensor, *, k: int) -> torch.Tensor:
+def rspo_max_sorted(rs: torch.Tensor, *, k: int) -> torch.Tensor:
     """Theorem 4.4's form: w for sorted position p (1-indexed) uses p - 1 in place of c_<:
 
     w_(p) = k / C(n-1, k-1) * [R_(p) C(p-1, k-1) - sum_{j<p} R_(j) C(j-1, k-2)].
-    Tied lower entries contribute (R_(p) - R_(j)) = 0, so this equals ``rspo_max`` also with ties. (P, n) -> (P, n).
+    Tied lower entries contribute (R_(p) - R_(j)) = 0, so this equals ``rspo_max`` also with ties (tested), and both
+    share ``_rspo_max_rows``. (P, n) -> (P, n).
     """
-    if k == 1:
-        return rewards.clone()
-    rs, idx = _sorted(rewards)
-    P, n = rs.shape
-    pos = torch.arange(n, device=rs.device).expand(P, n)
-    return _unsort(_rspo_max_from_counts(rs, pos, k), idx)
+    return rs.clone() if k == 1 else _rspo_max_rows(rs, k)
 
 
-@register_estimator(Estimator.RSPO_MAX_PLUGIN, unbiased=False, n_minus_k=None,
+@register_estimator(Estimator.RSPO_MAX_PLUGIN, unbiased=False, n_minus_k=None, sorted_input=True,
                     description="RSPO Max@k plug-in (Eq. 11): k [R_i P_<=(y_i)^(k-1) - (k-1) g(y_i)] (biased)")
-def rspo_max_plugin(rewards: torch.Tensor, *, k: int) -> torch.Tensor:
+def rspo_max_plugin(rs: torch.Tensor, *, k: int) -> torch.Tensor:
     """Eq. 11: P_<=(y_i) = #{j: R_j <= R_i} / n,  g(y_i) = (1/n) sum_{j: R_j < R_i} R_j P_<=(y_j)^(k-2),
-    w_i = k [R_i P_<=(y_i)^(k-1) - (k-1) g(y_i)]. Biased plug-in version. (P, n) -> (P, n).
+    w_i = k [R_i P_<=(y_i)^(k-1) - (k-1) g(y_i)]. Biased plug-in version. Sorted rows (P, n) -> (P, n).
     """
     if k == 1:
-        return rewards.clone()
-    rs, idx = _sorted(rewards)
-    P, n = rs.shape
+        return rs.clone()
+    n = rs.shape[1]
     below = torch.searchsorted(rs, rs, right=False)  # c_<
-    le = torch.searchsorted(rs, rs, right=True)  # c_<=
-    p_le = le.to(torch.float64) / n  # (P, n) >= 1/n
-    terms = rs * p_le.pow(k - 2)
-    G = torch.cat([torch.zeros(P, 1, dtype=torch.float64, device=rs.device), torch.cumsum(terms, 1)], 1) / n
-    w = k * (rs * p_le.pow(k - 1) - (k - 1) * G.gather(1, below))
-    return _unsort(w, idx)
+    p_le = torch.searchsorted(rs, rs, right=True).to(torch.float64).div_(n)  # P_<= = c_<= / n >= 1/n
+    p_k2 = p_le.pow(k - 2)
+    G = torch.nn.functional.pad(torch.cumsum(rs * p_k2, 1), (1, 0)).gather(1, below)  # n g: sum of the c_< lowest
+    return torch.addcmul(G.mul_(-(k - 1) / n), rs, p_k2 * p_le).mul_(k)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # peers
 
 
-def _pkpo_s_sorted(rs: torch.Tensor, k: int) -> torch.Tensor:
-    """PKPO's s_i on sorted rows, times n. s_(p) = [R_(p) C(p-1, k-1) + sum_{j>p} R_(j) C(j-2, k-2)] / C(n, k)."""
-    P, n = rs.shape
+def _prefix_sum(x: torch.Tensor) -> torch.Tensor:
+    """(P, n) -> (P, n): sum_{j < p} x_j per row (exclusive prefix sums; shifted, never inclusive minus own term)."""
+    return torch.nn.functional.pad(torch.cumsum(x[:, :-1], 1), (1, 0))
+
+
+def _suffix_sum(x: torch.Tensor) -> torch.Tensor:
+    """(P, n) -> (P, n): sum_{j > p} x_j per row (exclusive suffix sums)."""
+    return _prefix_sum(x.flip(1)).flip(1)
+
+
+def _pkpo_s_rows(rs: torch.Tensor, k: int) -> torch.Tensor:
+    """PKPO's s_i on ascending rows, times n. s_(p) = [R_(p) C(p-1, k-1) + sum_{j>p} R_(j) C(j-2, k-2)] / C(n, k)."""
+    n = rs.shape[1]
     own = _position_ratio(n, 1, k - 1, n, k, rs.device)  # (n,): subsets where p itself is the max
     other = _position_ratio(n, 2, k - 2, n, k, rs.device)  # (n,): subsets whose max sits at j > p
-    tail = torch.flip(torch.cumsum(torch.flip(rs * other, [1]), 1), [1])  # sum_{j >= p}
-    tail = torch.cat([tail[:, 1:], torch.zeros(P, 1, dtype=torch.float64, device=rs.device)], 1)  # sum_{j > p}
-    return n * (rs * own + tail)
+    return torch.addcmul(_suffix_sum(rs * other), rs, own).mul_(n)
 
 
-@register_estimator(Estimator.PKPO_S, unbiased=True,
+@register_estimator(Estimator.PKPO_S, unbiased=True, sorted_input=True,
                     description="PKPO s (Walder & Karkhanis 2025): n/C(n,k) sum_{S ∋ i, |S|=k} max(S)")
-def pkpo_s(rewards: torch.Tensor, *, k: int) -> torch.Tensor:
-    """w_i = n * s_i, s_i = (1/C(n,k)) sum over k-subsets S containing i of max(S) (no baseline). (P, n) -> (P, n)."""
-    rs, idx = _sorted(rewards)
-    return _unsort(_pkpo_s_sorted(rs, k), idx)
+def pkpo_s(rs: torch.Tensor, *, k: int) -> torch.Tensor:
+    """w_i = n * s_i, s_i = (1/C(n,k)) sum over k-subsets S containing i of max(S) (no baseline). Sorted rows (P, n)."""
+    return _pkpo_s_rows(rs, k)
 
 
-@register_estimator(Estimator.PKPO_SLOO, unbiased=True, min_n=2, n_minus_k=1,
+@register_estimator(Estimator.PKPO_SLOO, unbiased=True, min_n=2, n_minus_k=1, sorted_input=True,
                     description="PKPO s^loo: n (s_i - (k/n) rho_{-i}), rho_{-i} = max@k estimate from the others")
-def pkpo_sloo(rewards: torch.Tensor, *, k: int) -> torch.Tensor:
+def pkpo_sloo(rs: torch.Tensor, *, k: int) -> torch.Tensor:
     """w_i = n * (s_i - (k/n) * rho_{-i}) with rho_{-i} the unbiased max@k estimate from the other n-1 responses:
 
     rho_{-(p)} = [sum_{j<p} R_(j) C(j-1, k-1) + sum_{j>p} R_(j) C(j-2, k-1)] / C(n-1, k)   (needs n > k).
-    (P, n) -> (P, n).
+    Both n s and k rho need a suffix sum over j > p; they share one:
+        w_(p) = n own_p R_(p) - k sum_{j<p} R_(j) lo_j + sum_{j>p} R_(j) (n other_j - k hi_j).
+    Sorted rows (P, n) -> (P, n).
     """
-    rs, idx = _sorted(rewards)
-    P, n = rs.shape
-    lo = _position_ratio(n, 1, k - 1, n - 1, k, rs.device)
-    hi = _position_ratio(n, 2, k - 1, n - 1, k, rs.device)
-    zero = torch.zeros(P, 1, dtype=torch.float64, device=rs.device)
-    head = torch.cat([zero, torch.cumsum(rs * lo, 1)[:, :-1]], 1)  # sum_{j < p}
-    tail = torch.flip(torch.cumsum(torch.flip(rs * hi, [1]), 1), [1])
-    tail = torch.cat([tail[:, 1:], zero], 1)  # sum_{j > p}
-    rho = head + tail
-    return _unsort(_pkpo_s_sorted(rs, k) - k * rho, idx)
+    n = rs.shape[1]
+    own = n * _position_ratio(n, 1, k - 1, n, k, rs.device)
+    lo = k * _position_ratio(n, 1, k - 1, n - 1, k, rs.device)
+    mixed = n * _position_ratio(n, 2, k - 2, n, k, rs.device) - k * _position_ratio(n, 2, k - 1, n - 1, k, rs.device)
+    head = _prefix_sum(rs * lo)
+    return torch.addcmul(_suffix_sum(rs * mixed).sub_(head), rs, own)
 
 
 @register_estimator(Estimator.PASSK_CHEN, unbiased=False, unbiased_at_k1=False, binary_only=True, min_n=2,

@@ -37,7 +37,7 @@ except ImportError:  # pragma: no cover - depends on how the repo was installed
 
 from analysis.datasets import read_jsonl  # noqa: E402
 from analysis.metrics import max_at_k, pass_at_k  # noqa: E402
-from analysis.prompts import format_prompt  # noqa: E402
+from analysis.prompts import CHAT_TEMPLATES, format_prompt  # noqa: E402
 from analysis.verify import grade  # noqa: E402
 from rspo_patch.rewards import max_reward  # noqa: E402
 
@@ -99,12 +99,12 @@ def load_frozen(data_files=None, data_dir: str | None = None, template: str = "q
     if not rows:
         raise ValueError(f"{path} has no rows; expected frozen benchmark rows {{id, question, answer, meta}}")
     tok = tokenizer or (pretrained if isinstance(pretrained, str) else None) or ""
-    if template == "chat" and not tok:
-        raise ValueError("template='chat' needs a tokenizer: pass model_args pretrained=... or metadata tokenizer")
+    if template in CHAT_TEMPLATES and not tok:
+        raise ValueError(f"template={template!r} needs a tokenizer: pass model_args pretrained=... or metadata tokenizer")
     max_new_tokens = int(max_new_tokens)
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens={max_new_tokens}: expected an integer >= 1")
-    format_prompt("1+1", template, load_tokenizer(tok) if template == "chat" else None)  # fail early on a bad name
+    format_prompt("1+1", template, load_tokenizer(tok) if template in CHAT_TEMPLATES else None)  # fail early on a bad name
     docs = [
         {"id": str(r["id"]), "question": r["question"], "answer": str(r["answer"]),
          "meta": json.dumps(r.get("meta") or {}, ensure_ascii=False), "template": template, "tokenizer": tok,
@@ -117,7 +117,7 @@ def load_frozen(data_files=None, data_dir: str | None = None, template: str = "q
 
 def doc_to_text(doc: dict) -> str:
     """The prompt of one doc, by ``analysis.prompts.format_prompt`` with the run's template."""
-    tok = load_tokenizer(doc["tokenizer"]) if doc.get("template") == "chat" else None
+    tok = load_tokenizer(doc["tokenizer"]) if doc.get("template") in CHAT_TEMPLATES else None
     return format_prompt(doc["question"], doc.get("template") or "qwen_math_cot", tok)
 
 
