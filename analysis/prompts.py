@@ -47,3 +47,19 @@ def format_prompt(question: str, template: str = "qwen_math_cot", tokenizer=None
         messages = [{"role": "system", "content": CHAT_TEMPLATES[template]}, {"role": "user", "content": question}]
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     raise ValueError(f"unknown prompt template {template!r}; expected one of {', '.join(TEMPLATES)}")
+
+
+_SLOT = "@@RSPO_QUESTION@@"
+
+
+def str_format_template(template: str, tokenizer=None) -> str:
+    """The prompt of ``template`` as a ``str.format`` pattern with one positional slot ``{}`` for the question.
+
+    This is what OpenRLHF's ``--data.input_template`` expects (it calls ``input_template.format(question)``):
+    ``str_format_template(t, tok).format(q) == format_prompt(q, t, tok)`` for every question q. Literal braces (the
+    ``\\boxed{}`` of the CoT instruction) are doubled. Chat templates need the tokenizer, as in ``format_prompt``.
+    """
+    text = format_prompt(_SLOT, template, tokenizer)
+    if text.count(_SLOT) != 1:
+        raise ValueError(f"template {template!r} rendered the question {text.count(_SLOT)} times; expected once")
+    return text.replace("{", "{{").replace("}", "}}").replace(_SLOT, "{}")

@@ -12,6 +12,9 @@ Every OpenRLHF flag works as in ``python -m openrlhf.cli.train_ppo_ray``; in add
   --rspo.max_abs_reward M           bound on |reward| used to size the default --reward.clip_range (default 1)
   --rspo.no_entropy_log             do not compute/log the policy entropy (saves the actor's entropy pass)
   --rspo.ray_temp_dir DIR           start a private local Ray: ray.init(address="local", _temp_dir=DIR) (Slurm jobs)
+  --rspo.template NAME              prompt template of analysis.prompts (qwen_math_cot, chat, chat_answer, plain), the
+                                    one evaluation uses: rendered (chat ones with the actor's tokenizer, system message
+                                    included) into --data.input_template, so training and evaluation prompts agree
 
 How: OpenRLHF builds its parser under ``if __name__ == "__main__"``, so the launcher wraps
 ``argparse.ArgumentParser.parse_args`` for the duration of the run. When OpenRLHF's parser (the one with the
@@ -95,6 +98,7 @@ def build_parser_hook(parser: argparse.ArgumentParser) -> bool:
     defaults of ``--reward.clip_range`` / ``--actor.entropy_coef`` into "unset" markers resolved by ``finalize_args``.
     Idempotent.
     """
+    from analysis.prompts import TEMPLATES
     from rspo_patch.estimators import ESTIMATORS, K_SCHEDULES
 
     action = _estimator_action(parser)
@@ -122,6 +126,8 @@ def build_parser_hook(parser: argparse.ArgumentParser) -> bool:
                        help="keep OpenRLHF's default entropy_coef None: entropy neither computed nor logged")
     group.add_argument("--rspo.ray_temp_dir", type=str, default=None,
                        help='start a private Ray: ray.init(address="local", _temp_dir=DIR)')
+    group.add_argument("--rspo.template", choices=list(TEMPLATES), default=None,
+                       help="prompt template of analysis.prompts, rendered into --data.input_template")
     parser._rspo_extended = True
     return True
 
@@ -156,16 +162,47 @@ def default_clip_bound(k: int, n: int, max_abs_reward: float) -> float:
     return max(10.0, 2.0 * max(k, n) * float(max_abs_reward))
 
 
+def apply_template(ns: argparse.Namespace, load_tokenizer=None) -> None:
+    """``--rspo.template NAME`` -> ``--data.input_template``, in place (no-op without it).
+
+    The pattern is ``analysis.prompts.str_format_template``: the exact prompt evaluation builds, with ``{}`` where
+    OpenRLHF puts the question. Chat templates load the actor's tokenizer (``load_tokenizer(path)``, default
+    ``AutoTokenizer.from_pretrained``); OpenRLHF's own ``--data.apply_chat_template`` would drop our system message.
+    ValueError if --data.input_template or --data.apply_chat_template is given too.
+    """
+    from analysis.prompts import CHAT_TEMPLATES, str_format_template
+
+    name = _get(ns, "rspo.template")
+    if name is None:
+        return
+    for flag in ("data.input_template", "data.apply_chat_template"):
+        if _get(ns, flag):
+            raise ValueError(f"--rspo.template {name} renders the prompt itself; drop --{flag} "
+                             f"(got {_get(ns, flag)!r})")
+    tokenizer = None
+    if name in CHAT_TEMPLATES:
+        path = _get(ns, "actor.model_name_or_path")
+        if not path:
+            raise ValueError(f"--rspo.template {name} needs --actor.model_name_or_path (its tokenizer's chat template)")
+        if load_tokenizer is None:
+            from transformers import AutoTokenizer
+
+            load_tokenizer = AutoTokenizer.from_pretrained
+        tokenizer = load_tokenizer(path)
+    setattr(ns, "data.input_template", str_format_template(name, tokenizer))
+
+
 def finalize_args(ns: argparse.Namespace, environ=None) -> argparse.Namespace:
     """Validate the RSPO flags against OpenRLHF's (flat, dotted) namespace and fill the unset defaults, in place.
 
     Raises ValueError naming the bad value: unknown estimator hyperparameters, missing k, k > n, k not dividing n
     (baseline), a binary-only estimator with a non-binary reward, a non-constant schedule in async mode without
-    --rspo.schedule_steps, --rspo.* flags with a built-in estimator.
+    --rspo.schedule_steps, --rspo.* flags with a built-in estimator. Renders --rspo.template (``apply_template``).
     """
     from rspo_patch.estimators import check_estimator_args, get_estimator
     from rspo_patch.openrlhf.experience import is_registry_estimator, parse_hyperparameters
 
+    apply_template(ns)
     name = _get(ns, ESTIMATOR_DEST)
     n = _get(ns, "rollout.n_samples_per_prompt")
     k = _get(ns, "rspo.k")

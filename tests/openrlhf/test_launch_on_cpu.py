@@ -149,3 +149,62 @@ def test_warnings_for_settings_that_change_the_estimator(parse_flags):
                     "--actor.loss_agg_mode", "seq-mean-token-mean")
     with pytest.warns(UserWarning, match="does not depend on k"):
         parse_flags("--algo.advantage.estimator", "grpo", "--rspo.k", "4", "--rollout.n_samples_per_prompt", "8")
+
+
+# ------------------------------------------------------------------------------------------------- --rspo.template
+
+
+def test_template_flag_renders_the_evaluation_prompt(parse_flags):
+    from analysis.prompts import format_prompt
+
+    ns = parse_flags("--algo.advantage.estimator", "rspo_pass", "--rspo.k", "4", "--rollout.n_samples_per_prompt",
+                     "8", "--rspo.template", "qwen_math_cot", hierarchical=False)
+    template = getattr(ns, "data.input_template")
+    assert template.format("What is 1+1?") == format_prompt("What is 1+1?", "qwen_math_cot")
+    # built-in estimators take it too (the template is not an estimator setting)
+    ns = parse_flags("--algo.advantage.estimator", "group_norm", "--rollout.n_samples_per_prompt", "8",
+                     "--rspo.template", "plain", hierarchical=False)
+    assert getattr(ns, "data.input_template").format("3+4") == "3+4="
+
+
+@pytest.mark.parametrize("name", ["chat", "chat_answer"])
+def test_chat_templates_keep_our_system_message(tmp_path, name):
+    """OpenRLHF's --data.apply_chat_template wraps the question as the only (user) message; --rspo.template renders
+    the tokenizer's chat template WITH the system message evaluation uses, from the actor's tokenizer."""
+    import argparse
+
+    from transformers import PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, models
+
+    from analysis.prompts import CHAT_TEMPLATES, format_prompt
+
+    tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"<unk>": 0}, unk_token="<unk>")))
+    tok.chat_template = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+                         "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    tok.save_pretrained(tmp_path)
+    ns = argparse.Namespace(**{"rspo.template": name, "actor.model_name_or_path": str(tmp_path),
+                               "data.input_template": None, "data.apply_chat_template": False})
+    launch.apply_template(ns)
+    rendered = getattr(ns, "data.input_template").format("7*8")
+    assert rendered == format_prompt("7*8", name, tok)
+    assert rendered == f"<|system|>{CHAT_TEMPLATES[name]}\n<|user|>7*8\n<|assistant|>"
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--data.input_template", "{}="], "--rspo.template qwen_math_cot renders the prompt itself; drop "
+                                       "--data.input_template"),
+    (["--data.apply_chat_template"], "drop --data.apply_chat_template"),
+])
+def test_template_conflicts_are_rejected(parse_flags, capsys, extra, message):
+    with pytest.raises(SystemExit) as err:
+        parse_flags("--algo.advantage.estimator", "pg", "--rollout.n_samples_per_prompt", "4",
+                    "--rspo.template", "qwen_math_cot", *extra)
+    assert err.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_unknown_template_is_an_argparse_error(parse_flags, capsys):
+    with pytest.raises(SystemExit):
+        parse_flags("--algo.advantage.estimator", "pg", "--rollout.n_samples_per_prompt", "4",
+                    "--rspo.template", "alpaca")
+    assert "chat_answer" in capsys.readouterr().err

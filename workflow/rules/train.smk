@@ -33,16 +33,9 @@ def _trainer_flags(wildcards):
 
 
 def _openrlhf_template_flags(template):
-    """The prompt template of analysis.prompts as OpenRLHF data flags (OpenRLHF calls input_template.format(prompt),
-    so literal braces such as \\boxed{} are doubled and {question} becomes {})."""
-    from analysis.prompts import QWEN_MATH_COT
-
-    if template == "qwen_math_cot":
-        escaped = QWEN_MATH_COT.replace("{", "{{").replace("}", "}}").replace("{{question}}", "{}")
-        return {"data.input_template": escaped}
-    if template == "plain":
-        return {"data.input_template": "{}="}
-    return {"data.apply_chat_template": True}  # chat: the tokenizer's own template
+    """The prompt template of analysis.prompts as a launcher flag: --rspo.template renders it (chat templates with the
+    actor's tokenizer, system message included) into OpenRLHF's --data.input_template inside the job."""
+    return {"rspo.template": template}
 
 
 def _train_command():
