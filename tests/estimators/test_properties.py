@@ -266,6 +266,8 @@ def test_empty_batch():
     ("passk_chen", torch.tensor([[2.0, 1.0]]), 1, "binary 0/1 rewards, got value 2.0"),
     ("rspo_max", torch.tensor([[float("nan"), 1.0]]), 1, "finite, got nan"),
     ("rspo_max", torch.tensor([[float("inf"), 1.0]]), 1, "finite, got inf"),
+    ("pkpo_s", torch.tensor([[0.5, float("-inf")]]), 1, "finite, got -inf"),
+    ("pg", torch.tensor([[0.5, 1.0], [float("nan"), float("inf")]]), 1, "finite, got nan"),
     ("rspo_max", torch.ones(4), 1, r"rank 2, shape \(P, n\), got shape \(4,\)"),
     ("rspo_max", torch.ones(2, 2, 2), 1, "rank 2"),
     ("grpo", torch.ones(3, 1), 1, "at least n=2"),
@@ -329,10 +331,15 @@ def _eq11_plugin(r, k):
     return out
 
 
+@pytest.mark.parametrize("ties", [True, False])
 @pytest.mark.parametrize("k", [2, 3, 5])
-def test_rspo_max_plugin_matches_eq11_loop(k):
+def test_rspo_max_plugin_matches_eq11_loop(k, ties):
     g = torch.Generator().manual_seed(k)
-    R = torch.randint(-3, 4, (10, 7), generator=g).double() / 2
+    R = torch.randint(-3, 4, (10, 7), generator=g).double() / 2 if ties else torch.randn(10, 7, generator=g).double()
+    if not ties:
+        R[::3, 2] = R[::3, 5]  # some rows tied: the tie-free path for the others, the tie-count path for these
+    row_tied = (R.sort(1).values.diff(1) == 0).any(1)
+    assert bool(row_tied.all()) if ties else bool(row_tied.any()) and not bool(row_tied.all())
     got = compute_weights("rspo_max_plugin", R, k)
     ref = torch.tensor([_eq11_plugin(row, k) for row in R.tolist()], dtype=torch.float64)
     torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
@@ -342,3 +349,28 @@ def test_rspo_pass_plugin_formula():
     R = torch.tensor([[1.0, 0, 0, 1, 0, 0, 0, 0]])
     # c/n = 1/4: k (1 - 1/4)^(k-1) for correct responses
     torch.testing.assert_close(compute_weights("rspo_pass_plugin", R, 3), R * 3 * 0.75 ** 2)
+
+
+def test_tie_counts_match_searchsorted():
+    from rspo_patch.estimators import _tie_counts
+
+    g = torch.Generator().manual_seed(5)
+    for levels in (2, 5, 1000):
+        rs = torch.randint(0, levels, (64, 33), generator=g).double().sort(1).values
+        below, le = _tie_counts(rs, rs[:, 1:] == rs[:, :-1])
+        assert torch.equal(below, torch.searchsorted(rs, rs, right=False))
+        assert torch.equal(le, torch.searchsorted(rs, rs, right=True))
+
+
+@pytest.mark.parametrize("name", ["rspo_max", "rspo_max_sorted", "rspo_max_plugin", "pkpo_s", "pkpo_sloo"])
+def test_sorted_input_estimators_accept_every_input_dtype(name):
+    """They sort in the input dtype (cheaper than float64; a float64 cast keeps the order) and scatter back."""
+    g = torch.Generator().manual_seed(6)
+    R = torch.randint(0, 4, (16, 8), generator=g).double()
+    ref = compute_weights(name, R, 3)
+    for dtype in (torch.float32, torch.float16, torch.bfloat16, torch.int64, torch.int32, torch.uint8):
+        got = compute_weights(name, R.to(dtype), 3)
+        assert got.dtype == (dtype if dtype.is_floating_point else torch.float32)
+        torch.testing.assert_close(got.double(), ref.to(got.dtype).double())
+    got = compute_weights(name, R > 1, 3)
+    torch.testing.assert_close(got.double(), compute_weights(name, (R > 1).double(), 3).float().double())
