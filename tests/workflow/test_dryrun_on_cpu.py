@@ -72,7 +72,9 @@ def test_default_config_dry_run(tmp_path):
 
 def test_smollm2_config_dry_run(tmp_path):
     jobs = dry_run(str(REPO / "config" / "smollm2.yaml")).jobs
-    assert jobs["train"] == 13 and jobs["generate"] == 14  # the default's families on SmolLM2
+    # main: pg and rspo_pass k=4 x seeds 0-2 + baseline k=4 (7); n_scaling n4, n16 (2); maxk pg, rspo_max (2);
+    # grpo (1); peers pkpo_sloo, rspo_pass k8 linear (2): the default's families on SmolLM2
+    assert jobs["train"] == 14 and jobs["generate"] == 15  # + the base model
     assert jobs["fetch_model"] == 1 and "pretrain_model" not in jobs
 
 
