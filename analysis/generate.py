@@ -52,7 +52,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from analysis.prompts import CHAT_TEMPLATES, TEMPLATES, format_prompt
+from analysis.prompts import TEMPLATES, adds_special_tokens, format_prompt
 
 log = logging.getLogger("analysis.generate")
 
@@ -466,7 +466,8 @@ def generate(model_dir, data_path, out_path, *, benchmark: str, n: int, temperat
     if todo:
         kwargs = dict(backend_kwargs or {})
         engine = BACKENDS[backend](str(model_dir), tokenizer=tokenizer, stop_ids=stop_ids,
-                                   add_special_tokens=(tmpl not in CHAT_TEMPLATES), seed=seed, batch_size=batch_size, **kwargs)
+                                   add_special_tokens=adds_special_tokens(tmpl), seed=seed, batch_size=batch_size,
+                                   **kwargs)
         per_call = max(1, (batch_size or engine.default_batch_size) // n)  # problems per backend call
         sampling = SamplingConfig(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
         _run(engine, todo, out_path, benchmark=benchmark, n=n, sampling=sampling, template=tmpl, seed=seed,

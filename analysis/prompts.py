@@ -8,9 +8,9 @@ qwen_math_cot  Qwen2.5-Math chain-of-thought chat format (the field's convention
                system "Please reason step by step, and put your final answer within \\boxed{}."
 chat           the tokenizer's own chat template with the same system instruction (e.g. SmolLM2-Instruct)
 chat_answer    the tokenizer's own chat template with system "Answer with the final number only." — for small instruct
-               models on arithmetic: SmolLM2-135M-Instruct answers 1-digit sums with pass@1 ~0.09 / pass@8 ~0.75 (T=1,
-               12 new tokens) this way, against ~0.01 / 0.08 with no system prompt and ~0 under the CoT instruction
-               (docs/training.md), so RL has signal to amplify
+               models on arithmetic: SmolLM2-135M-Instruct solves one-digit + and * with pass@1 0.038 / pass@8 0.238 this
+               way (T=1, 12 new tokens), against none of 40 sums under the CoT instruction (docs/training.md), so RL
+               has a signal to amplify
 plain          "{question}=" for the char-level tiny model trained from scratch on arithmetic; the answer follows "="
 """
 
@@ -47,6 +47,12 @@ def format_prompt(question: str, template: str = "qwen_math_cot", tokenizer=None
         messages = [{"role": "system", "content": CHAT_TEMPLATES[template]}, {"role": "user", "content": question}]
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     raise ValueError(f"unknown prompt template {template!r}; expected one of {', '.join(TEMPLATES)}")
+
+
+def adds_special_tokens(template: str) -> bool:
+    """Whether the tokenizer should add its special tokens (BOS, ...) when encoding a prompt of ``template``: not for
+    the chat templates, whose rendered text already carries them."""
+    return template not in CHAT_TEMPLATES
 
 
 _SLOT = "@@RSPO_QUESTION@@"

@@ -30,6 +30,21 @@ def time_call(fn, repeats: int) -> float:
     return 1e3 * times[len(times) // 2]
 
 
+def _time_estimators(rows: list[dict], n: int, k: int, repeats: int, continuous: torch.Tensor,
+                     binary: torch.Tensor | None, suffix: str = "") -> None:
+    """Append rows for torch.sort of ``continuous`` and every estimator (binary-only ones on ``binary``, skipped when
+    it is None); k = min(k, n) capped so that n - k respects the estimator's n_minus_k."""
+    sort_ms = time_call(lambda: torch.sort(continuous, dim=1, stable=True), repeats)
+    rows.append({"estimator": "torch.sort" + suffix, "n": n, "ms": sort_ms, "ratio_to_sort": 1.0})
+    for name, spec in ESTIMATORS.items():
+        if spec.binary_only and binary is None:
+            continue
+        kk = min(k, n - (spec.n_minus_k or 0)) if spec.uses_k else 1
+        R = binary if spec.binary_only else continuous
+        ms = time_call(lambda: spec.fn(R, k=kk), repeats)
+        rows.append({"estimator": name + suffix, "n": n, "ms": ms, "ratio_to_sort": ms / sort_ms})
+
+
 def bench_table(prompts: int, ns: list[int], k: int, repeats: int, seed: int = 0, ties: bool = False) -> list[dict]:
     """Rows {estimator, n, ms, ratio_to_sort} for every registered estimator and n (k = min(k, n), k | n for baseline).
 
@@ -40,23 +55,10 @@ def bench_table(prompts: int, ns: list[int], k: int, repeats: int, seed: int = 0
     for n in ns:
         cont = torch.rand(prompts, n, generator=g)
         binary = (torch.rand(prompts, n, generator=g) < 0.3).float()
-        sort_ms = time_call(lambda: torch.sort(cont, dim=1, stable=True), repeats)
-        rows.append({"estimator": "torch.sort", "n": n, "ms": sort_ms, "ratio_to_sort": 1.0})
-        for name, spec in ESTIMATORS.items():
-            kk = min(k, n - (spec.n_minus_k or 0)) if spec.uses_k else 1
-            R = binary if spec.binary_only else cont
-            ms = time_call(lambda: spec.fn(R, k=kk), repeats)
-            rows.append({"estimator": name, "n": n, "ms": ms, "ratio_to_sort": ms / sort_ms})
+        _time_estimators(rows, n, k, repeats, cont, binary)
         if ties:
             tied = torch.floor(5 * torch.rand(prompts, n, generator=g)) / 4
-            tied_sort_ms = time_call(lambda: torch.sort(tied, dim=1, stable=True), repeats)
-            rows.append({"estimator": "torch.sort (ties)", "n": n, "ms": tied_sort_ms, "ratio_to_sort": 1.0})
-            for name, spec in ESTIMATORS.items():
-                if spec.binary_only:
-                    continue
-                kk = min(k, n - (spec.n_minus_k or 0)) if spec.uses_k else 1
-                ms = time_call(lambda: spec.fn(tied, k=kk), repeats)
-                rows.append({"estimator": f"{name} (ties)", "n": n, "ms": ms, "ratio_to_sort": ms / tied_sort_ms})
+            _time_estimators(rows, n, k, repeats, tied, None, suffix=" (ties)")
     return rows
 
 

@@ -352,7 +352,8 @@ def _rspo_max_rows(rs: torch.Tensor, k: int) -> torch.Tensor:
     B = k * _position_prefix(n, 1, k - 2, n - 1, k - 1, rs.device)  # (n,): k sum_{j <= p} b_j
     RB = torch.mul(rs, kb).cumsum_(1)
     # not a fused addcmul: with separate roundings the (k-1)-th lowest entry (B_p = k b_p, RB_p = R_(p) k b_p) gets an
-    # exact 0 (fused, it keeps the rounding residue of RB_p). Exact value >= 0 (hockey stick): the clamp is for rounding.
+    # exact 0 (fused, it keeps the rounding residue of RB_p). Exact value >= 0 (hockey stick): the clamp is for
+    # rounding.
     return rs.mul_(B).sub_(RB).clamp_min_(0.0)
 
 

@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--model", required=True, help="HF model folder to start from (also the KL reference)")
     g.add_argument("--data", required=True, help="training JSONL with {id, question, answer, meta} rows")
     g.add_argument("--out", required=True, help="output folder: OUT/model/, OUT/train_log.jsonl")
-    g.add_argument("--template", default="plain", help="prompt template of analysis.prompts: plain|chat|chat_answer|qwen_math_cot")
+    g.add_argument("--template", default="plain",
+                   help="prompt template of analysis.prompts: plain|chat|chat_answer|qwen_math_cot")
     g.add_argument("--fallback", default="last_number",
                    help="grader fallback when there is no \\boxed{} answer ('none' disables it)")
     g = ap.add_argument_group("Algorithm")
@@ -307,7 +308,7 @@ def train(argv: list[str] | None = None) -> dict:
     config["estimator_hp"] = hp
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from analysis.prompts import CHAT_TEMPLATES, format_prompt
+    from analysis.prompts import adds_special_tokens, format_prompt
     from rspo_patch.estimators import get_estimator, k_schedule
     from rspo_patch.pretrain import read_rows
 
@@ -381,7 +382,7 @@ def train(argv: list[str] | None = None) -> dict:
         # ---- 1. sample n responses per prompt
         s = sample_responses(model, tok, [prompts[i] for i in idx], n, max_new_tokens=a.max_new_tokens,
                              temperature=a.temperature, seed=step_seed(a.seed, step, 2),
-                             batch_size=a.gen_batch_size, add_special_tokens=a.template not in CHAT_TEMPLATES)
+                             batch_size=a.gen_batch_size, add_special_tokens=adds_special_tokens(a.template))
         t_gen = time.time() - ts
 
         # ---- 2. grade and reward (one grader for training and evaluation)

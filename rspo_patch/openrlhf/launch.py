@@ -162,12 +162,12 @@ def default_clip_bound(k: int, n: int, max_abs_reward: float) -> float:
     return max(10.0, 2.0 * max(k, n) * float(max_abs_reward))
 
 
-def apply_template(ns: argparse.Namespace, load_tokenizer=None) -> None:
+def apply_template(ns: argparse.Namespace) -> None:
     """``--rspo.template NAME`` -> ``--data.input_template``, in place (no-op without it).
 
     The pattern is ``analysis.prompts.str_format_template``: the exact prompt evaluation builds, with ``{}`` where
-    OpenRLHF puts the question. Chat templates load the actor's tokenizer (``load_tokenizer(path)``, default
-    ``AutoTokenizer.from_pretrained``); OpenRLHF's own ``--data.apply_chat_template`` would drop our system message.
+    OpenRLHF puts the question. Chat templates load the actor's tokenizer (``AutoTokenizer.from_pretrained``);
+    OpenRLHF's own ``--data.apply_chat_template`` would drop our system message.
     ValueError if --data.input_template or --data.apply_chat_template is given too.
     """
     from analysis.prompts import CHAT_TEMPLATES, str_format_template
@@ -184,11 +184,9 @@ def apply_template(ns: argparse.Namespace, load_tokenizer=None) -> None:
         path = _get(ns, "actor.model_name_or_path")
         if not path:
             raise ValueError(f"--rspo.template {name} needs --actor.model_name_or_path (its tokenizer's chat template)")
-        if load_tokenizer is None:
-            from transformers import AutoTokenizer
+        from transformers import AutoTokenizer
 
-            load_tokenizer = AutoTokenizer.from_pretrained
-        tokenizer = load_tokenizer(path)
+        tokenizer = AutoTokenizer.from_pretrained(path)
     setattr(ns, "data.input_template", str_format_template(name, tokenizer))
 
 

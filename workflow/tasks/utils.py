@@ -100,11 +100,13 @@ def load_frozen(data_files=None, data_dir: str | None = None, template: str = "q
         raise ValueError(f"{path} has no rows; expected frozen benchmark rows {{id, question, answer, meta}}")
     tok = tokenizer or (pretrained if isinstance(pretrained, str) else None) or ""
     if template in CHAT_TEMPLATES and not tok:
-        raise ValueError(f"template={template!r} needs a tokenizer: pass model_args pretrained=... or metadata tokenizer")
+        raise ValueError(f"template={template!r} needs a tokenizer: pass model_args pretrained=... or metadata "
+                         "tokenizer")
     max_new_tokens = int(max_new_tokens)
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens={max_new_tokens}: expected an integer >= 1")
-    format_prompt("1+1", template, load_tokenizer(tok) if template in CHAT_TEMPLATES else None)  # fail early on a bad name
+    # fail early on a bad name
+    format_prompt("1+1", template, load_tokenizer(tok) if template in CHAT_TEMPLATES else None)
     docs = [
         {"id": str(r["id"]), "question": r["question"], "answer": str(r["answer"]),
          "meta": json.dumps(r.get("meta") or {}, ensure_ascii=False), "template": template, "tokenizer": tok,
