@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.atomic import write_text_atomic
+from rspo_core.atomic import write_text_atomic
 
 log = logging.getLogger("analysis.aggregate")
 

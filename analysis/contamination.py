@@ -41,9 +41,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from analysis.atomic import write_text_atomic
+from rspo_core.atomic import write_text_atomic
 
-from analysis.datasets import read_jsonl
+from rspo_core.jsonl import read_jsonl
 
 log = logging.getLogger(__name__)
 

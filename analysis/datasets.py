@@ -36,36 +36,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from analysis.atomic import write_jsonl_atomic  # noqa: F401  (re-exported: others import it from here)
+from rspo_core.atomic import write_jsonl_atomic
+from rspo_core.jsonl import read_jsonl
 from analysis.verify import last_boxed  # the ONE answer extractor (also used to grade outputs)
 
 log = logging.getLogger(__name__)
-
-# ----------------------------------------------------------------------------------------------------------------------
-# JSONL I/O
-
-
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """Read a JSONL file into a list of dicts (blank lines skipped).
-
-    Raises ValueError naming the file and line number on a line that is not a JSON object.
-    """
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(
-                    f"{path}:{lineno}: not valid JSON ({exc.msg}); expected one JSON object per line"
-                ) from exc
-            if not isinstance(obj, dict):
-                raise ValueError(f"{path}:{lineno}: got a JSON {type(obj).__name__}; expected a JSON object per line")
-            rows.append(obj)
-    return rows
-
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Answer normalisation helpers

@@ -52,7 +52,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from analysis.prompts import TEMPLATES, adds_special_tokens, format_prompt
+from rspo_core.prompts import TEMPLATES, adds_special_tokens, format_prompt
 
 log = logging.getLogger("analysis.generate")
 
@@ -433,7 +433,7 @@ def generate(model_dir, data_path, out_path, *, benchmark: str, n: int, temperat
         raise ValueError(f"model={str(model_dir)!r}: expected an existing HF model folder")
     if not data_path.is_file():
         raise ValueError(f"data={str(data_path)!r}: expected an existing JSONL file")
-    from analysis.datasets import read_jsonl
+    from rspo_core.jsonl import read_jsonl
 
     problems = read_jsonl(data_path)
     if not problems:

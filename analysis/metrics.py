@@ -36,7 +36,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from analysis.atomic import atomic_open, write_text_atomic
+from rspo_core.atomic import atomic_open, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -237,7 +237,7 @@ def _bench_seed(seed: int, benchmark: str) -> list[int]:
 
 
 def _read_verified(path: str | os.PathLike) -> list[dict]:
-    from analysis.datasets import read_jsonl
+    from rspo_core.jsonl import read_jsonl
 
     rows = read_jsonl(path)
     if not rows:

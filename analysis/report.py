@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.atomic import write_text_atomic
+from rspo_core.atomic import write_text_atomic
 
 log = logging.getLogger("analysis.report")
 

@@ -61,7 +61,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
-from analysis.atomic import write_jsonl_atomic
+from rspo_core.atomic import write_jsonl_atomic
 
 log = logging.getLogger(__name__)
 
@@ -811,10 +811,10 @@ def verify_file(samples_path: str | os.PathLike, data_path: str | os.PathLike, o
     Each output row = the sample + {extracted, correct, reward_pass, reward_max, verifier, grader_version,
     grade_status} (+ correct_math_verify and xverify_label when verifier="xverify": ``correct`` is then xVerify's
     verdict, "invalid" labels counting as incorrect; truncated samples are not judged: label None, incorrect).
-    Rewards: rspo_patch.rewards.
+    Rewards: rspo_core.rewards.
     Returns a summary: counts of samples, correct, each grade status, seconds, paths, grader version.
     """
-    from rspo_patch.rewards import max_reward, pass_reward
+    from rspo_core.rewards import max_reward, pass_reward
 
     if verifier not in VERIFIERS:
         raise ValueError(f"unknown verifier {verifier!r}; expected one of {', '.join(VERIFIERS)}")
@@ -827,7 +827,7 @@ def verify_file(samples_path: str | os.PathLike, data_path: str | os.PathLike, o
             raise ValueError(f"xverify_model {str(xverify_model)!r} is not a local model folder with config.json")
     fallback = _check_fallback(fallback)
     t0 = time.time()
-    from analysis.datasets import read_jsonl  # here, not at the top: analysis.datasets imports this module
+    from rspo_core.jsonl import read_jsonl
 
     samples = read_jsonl(samples_path)
     data_rows = read_jsonl(data_path)

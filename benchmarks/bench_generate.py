@@ -117,7 +117,7 @@ def main(argv=None) -> int:
     from transformers import AutoTokenizer, GenerationConfig
 
     from analysis.generate import SamplingConfig, problem_seed, resolve_template, stop_token_ids
-    from analysis.prompts import format_prompt
+    from rspo_core.prompts import format_prompt
 
     if args.threads:
         torch.set_num_threads(args.threads)

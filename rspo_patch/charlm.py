@@ -228,7 +228,7 @@ def evaluate_passk(model, tokenizer, rows: list[dict], *, n: int, ks=(1,), max_n
     Returns {"pass@K": float for K in ks, "n": n, "problems": len(rows), "mean_tokens": float, "entropy": float}.
     """
     from analysis.metrics import pass_at_k
-    from analysis.prompts import format_prompt
+    from rspo_core.prompts import format_prompt
 
     ks = sorted(set(int(k) for k in ks))
     if not rows or ks[0] < 1 or ks[-1] > n:

@@ -55,7 +55,7 @@ def encode_examples(rows: list[dict], tokenizer, template: str = "plain") -> tup
 
     The loss mask is 1 on the answer characters and the EOS (answer-only loss), 0 on the prompt and padding.
     """
-    from analysis.prompts import format_prompt
+    from rspo_core.prompts import format_prompt
 
     seqs, masks = [], []
     for r in rows:

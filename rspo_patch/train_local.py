@@ -8,7 +8,7 @@ Run (the tiny model of config/config.yaml; CPU, ~45 s for 120 steps on 2 cores):
 
 Each step (Algorithm 1): sample P prompts; sample n responses each with ``transformers`` ``generate`` (full
 distribution at temperature T: top_k=0, top_p=1); grade every response with ``analysis.verify.grade`` (the one grader
-of training and evaluation); turn the verdict into a reward with ``rspo_patch.rewards`` (``pass``: 0/1, ``max``: the
+of training and evaluation); turn the verdict into a reward with ``rspo_core.rewards`` (``pass``: 0/1, ``max``: the
 paper's length-penalised reward); turn the (P, n) rewards into (P, n) weights with any estimator of
 ``rspo_patch.estimators`` (k from ``k_schedule``); take one AdamW step on
 
@@ -52,8 +52,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from rspo_core.hparams import parse_hp
 from rspo_patch.charlm import grade_texts, replace_dir, sample_responses, sequence_logprobs
-from rspo_patch.rewards import REWARD_KINDS, reward
+from rspo_core.rewards import REWARD_KINDS, reward
 
 log = logging.getLogger("rspo_patch.train_local")
 
@@ -74,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--data", required=True, help="training JSONL with {id, question, answer, meta} rows")
     g.add_argument("--out", required=True, help="output folder: OUT/model/, OUT/train_log.jsonl")
     g.add_argument("--template", default="plain",
-                   help="prompt template of analysis.prompts: plain|chat|chat_answer|qwen_math_cot")
+                   help="prompt template of rspo_core.prompts: plain|chat|chat_answer|qwen_math_cot")
     g.add_argument("--fallback", default="last_number",
                    help="grader fallback when there is no \\boxed{} answer ('none' disables it)")
     g = ap.add_argument_group("Algorithm")
@@ -116,27 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def parse_hp(items: list[str]) -> dict:
-    """["eps=1e-6", "norm_by_std=false"] -> {"eps": 1e-6, "norm_by_std": False}; ValueError on a malformed item."""
-    out = {}
-    for it in items:
-        if "=" not in it:
-            raise ValueError(f"--estimator-hp expects KEY=VALUE, got {it!r}")
-        key, val = it.split("=", 1)
-        low = val.strip().lower()
-        if low in ("true", "false"):
-            out[key.strip()] = low == "true"
-        else:
-            try:
-                out[key.strip()] = int(val) if re.fullmatch(r"[+-]?\d+", val.strip()) else float(val)
-            except ValueError:
-                raise ValueError(f"--estimator-hp {key}: value {val!r} is not a number or true/false") from None
-    return out
-
-
 def validate_args(a: argparse.Namespace) -> dict:
     """Check every setting before any model is loaded; return the estimator hyperparameters. ValueError on bad input."""
-    from analysis.prompts import TEMPLATES
+    from rspo_core.prompts import TEMPLATES
     from rspo_patch.estimators import check_estimator_args
 
     if not os.path.isdir(a.model):
@@ -308,7 +291,7 @@ def train(argv: list[str] | None = None) -> dict:
     config["estimator_hp"] = hp
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from analysis.prompts import adds_special_tokens, format_prompt
+    from rspo_core.prompts import adds_special_tokens, format_prompt
     from rspo_patch.estimators import get_estimator, k_schedule
     from rspo_patch.pretrain import read_rows
 

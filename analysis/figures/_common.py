@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import importlib.util
 import json
 import logging
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -29,10 +27,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from analysis.atomic import atomic_path, write_text_atomic  # noqa: E402
+from rspo_core.atomic import atomic_path, write_text_atomic  # noqa: E402
 
 from analysis.aggregate import CELL_COLUMNS, METRIC_COLUMNS, TRAIN_FILE, TRAIN_LOG_FIELDS, seed_mean  # noqa: E402
 from analysis.figures.colors import label_for, sort_key, style_for  # noqa: E402
+from rspo_core import cells as cells_lib  # noqa: E402
 
 log = logging.getLogger("analysis.figures")
 logging.getLogger("fontTools").setLevel(logging.ERROR)  # PDF font subsetting: per-glyph INFO, timestamp WARNINGs
@@ -95,28 +94,6 @@ def _uses_k(algo: str) -> bool:
     except ImportError:  # the registry is optional here: every algo but the three k-free ones uses k
         return algo not in ("pg", "grpo", "rs_grpo")
     return ESTIMATORS[algo].uses_k if algo in ESTIMATORS else True
-
-
-def _load_cells_lib():
-    """workflow/lib/cells.py (the grammar families are written in) of this checkout, else of the working directory
-    (Snakemake runs from the repository root; a non-editable install has no workflow/), or None when absent."""
-    candidates = [Path(__file__).resolve().parents[2], Path.cwd()]
-    path = next((c / "workflow" / "lib" / "cells.py" for c in candidates
-                 if (c / "workflow" / "lib" / "cells.py").is_file()), None)
-    if path is None:
-        return None
-    name = "_rspo_workflow_cells"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod  # dataclasses look their module up while the file executes
-    try:
-        spec.loader.exec_module(mod)
-    except BaseException:
-        del sys.modules[name]
-        raise
-    return mod
 
 
 @dataclass
@@ -203,10 +180,7 @@ class FigureContext:
         fams = (cfg or {}).get("families") or {}
         if name not in fams:
             return None
-        lib = _load_cells_lib()
-        if lib is None:
-            raise ValueError("config families need workflow/lib/cells.py to expand; it is not in this checkout")
-        per = lib.family_cells({name: fams[name]}, uses_k=_uses_k)
+        per = cells_lib.family_cells({name: fams[name]}, uses_k=_uses_k)
         cells = [{"cell": c.path, "model": c.model, "algo": c.algo, "train_k": c.k, "k_schedule": c.k_schedule,
                   "n": c.n, "reward": c.reward, "seed": c.seed} for c in per[name]]
         benches = fams[name].get("benchmarks", [])

@@ -54,6 +54,7 @@ from typing import Any
 
 import torch
 
+from rspo_core.hparams import parse_hp
 from rspo_patch.openrlhf._version import check_openrlhf_version
 
 check_openrlhf_version()  # before touching OpenRLHF internals
@@ -84,24 +85,11 @@ def is_registry_estimator(name: str) -> bool:
 
 
 def parse_hyperparameters(items: list[str] | None) -> dict[str, Any]:
-    """``["beta=2", "norm_by_std=false"]`` -> ``{"beta": 2.0, "norm_by_std": False}`` (``--rspo.hp KEY=VALUE ...``).
+    """``["beta=2", "norm_by_std=false"]`` -> ``{"beta": 2, "norm_by_std": False}`` (``--rspo.hp KEY=VALUE ...``).
 
-    Values: true/false (any case) -> bool, otherwise float. ValueError on a malformed item.
+    The one parser both trainers use (:func:`rspo_core.hparams.parse_hp`). ValueError on a malformed item.
     """
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, raw = str(item).partition("=")
-        key, raw = key.strip(), raw.strip()
-        if not sep or not key or not raw:
-            raise ValueError(f"--rspo.hp items must look like KEY=VALUE, got {item!r}")
-        if raw.lower() in ("true", "false"):
-            out[key] = raw.lower() == "true"
-            continue
-        try:
-            out[key] = float(raw)
-        except ValueError:
-            raise ValueError(f"--rspo.hp {key}: value must be a number or true/false, got {raw!r}") from None
-    return out
+    return parse_hp(items, flag="--rspo.hp")
 
 
 @dataclass(frozen=True)

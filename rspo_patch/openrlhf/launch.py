@@ -12,7 +12,7 @@ Every OpenRLHF flag works as in ``python -m openrlhf.cli.train_ppo_ray``; in add
   --rspo.max_abs_reward M           bound on |reward| used to size the default --reward.clip_range (default 1)
   --rspo.no_entropy_log             do not compute/log the policy entropy (saves the actor's entropy pass)
   --rspo.ray_temp_dir DIR           start a private local Ray: ray.init(address="local", _temp_dir=DIR) (Slurm jobs)
-  --rspo.template NAME              prompt template of analysis.prompts (qwen_math_cot, chat, chat_answer, plain), the
+  --rspo.template NAME              prompt template of rspo_core.prompts (qwen_math_cot, chat, chat_answer, plain), the
                                     one evaluation uses: rendered (chat ones with the actor's tokenizer, system message
                                     included) into --data.input_template, so training and evaluation prompts agree
 
@@ -98,7 +98,7 @@ def build_parser_hook(parser: argparse.ArgumentParser) -> bool:
     defaults of ``--reward.clip_range`` / ``--actor.entropy_coef`` into "unset" markers resolved by ``finalize_args``.
     Idempotent.
     """
-    from analysis.prompts import TEMPLATES
+    from rspo_core.prompts import TEMPLATES
     from rspo_patch.estimators import ESTIMATORS, K_SCHEDULES
 
     action = _estimator_action(parser)
@@ -127,7 +127,7 @@ def build_parser_hook(parser: argparse.ArgumentParser) -> bool:
     group.add_argument("--rspo.ray_temp_dir", type=str, default=None,
                        help='start a private Ray: ray.init(address="local", _temp_dir=DIR)')
     group.add_argument("--rspo.template", choices=list(TEMPLATES), default=None,
-                       help="prompt template of analysis.prompts, rendered into --data.input_template")
+                       help="prompt template of rspo_core.prompts, rendered into --data.input_template")
     parser._rspo_extended = True
     return True
 
@@ -165,12 +165,12 @@ def default_clip_bound(k: int, n: int, max_abs_reward: float) -> float:
 def apply_template(ns: argparse.Namespace) -> None:
     """``--rspo.template NAME`` -> ``--data.input_template``, in place (no-op without it).
 
-    The pattern is ``analysis.prompts.str_format_template``: the exact prompt evaluation builds, with ``{}`` where
+    The pattern is ``rspo_core.prompts.str_format_template``: the exact prompt evaluation builds, with ``{}`` where
     OpenRLHF puts the question. Chat templates load the actor's tokenizer (``AutoTokenizer.from_pretrained``);
     OpenRLHF's own ``--data.apply_chat_template`` would drop our system message.
     ValueError if --data.input_template or --data.apply_chat_template is given too.
     """
-    from analysis.prompts import CHAT_TEMPLATES, str_format_template
+    from rspo_core.prompts import CHAT_TEMPLATES, str_format_template
 
     name = _get(ns, "rspo.template")
     if name is None:

@@ -9,7 +9,7 @@ the prompt prefix and trailing special tokens, then graded by the project's one 
 Environment (the launcher puts these in Ray's runtime_env, so every worker sees them):
 
   RSPO_REWARD          pass (default): 1 if correct else 0.
-                       max: ``rspo_patch.rewards.max_reward`` = 1 - 0.5 * num_tokens / max_new_tokens if correct else 0
+                       max: ``rspo_core.rewards.max_reward`` = 1 - 0.5 * num_tokens / max_new_tokens if correct else 0
                        (the paper's §5.5 length-penalised reward).
   RSPO_MAX_NEW_TOKENS  max_new_tokens of the length penalty (the launcher copies --rollout.max_new_tokens); required
                        for max.
@@ -40,7 +40,7 @@ import threading
 import torch
 
 from analysis import verify
-from rspo_patch.rewards import REWARD_KINDS, max_reward, pass_reward
+from rspo_core.rewards import REWARD_KINDS, max_reward, pass_reward
 
 logger = logging.getLogger("rspo_patch.openrlhf.reward_func")
 

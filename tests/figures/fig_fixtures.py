@@ -103,9 +103,9 @@ def write_cell(root: Path, cell: dict, benches, *, steps=30, train=True) -> None
 
 def all_fixture_cells(config: dict, *, drop: set[str] = frozenset()) -> list[tuple[dict, list[str]]]:
     """(cell dict, benchmarks) for every cell of the config's families (base cells included), minus `drop` paths."""
-    from analysis.figures._common import _load_cells_lib, _uses_k
+    from analysis.figures._common import _uses_k
+    from rspo_core import cells as lib
 
-    lib = _load_cells_lib()
     fams = config["families"]
     per = lib.family_cells(fams, uses_k=_uses_k)
     extra = config.get("contamination", {}).get("benchmarks", [])

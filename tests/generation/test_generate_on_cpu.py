@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from analysis import generate as G
-from analysis.prompts import format_prompt
+from rspo_core.prompts import format_prompt
 
 KEYS = {"benchmark", "problem_id", "sample_idx", "prompt", "output", "finish_reason", "num_tokens", "model",
         "gen_config"}

@@ -83,7 +83,7 @@ def test_simple_evaluate_offline(tiny_model, tmp_path):
         assert 0.0 <= value <= 1.0, (name, value)
     samples = out["samples"]["rspo_aime24_n2"]
     assert len(samples) == 2 and all(len(s["resps"][0]) == 2 for s in samples)
-    assert samples[0]["arguments"][0][0] == "0+0="  # the plain template via analysis.prompts
+    assert samples[0]["arguments"][0][0] == "0+0="  # the plain template via rspo_core.prompts
 
 
 def _load_utils():

@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from cases import CASES  # noqa: E402
 
 from analysis import verify as V  # noqa: E402
-from rspo_patch.rewards import max_reward  # noqa: E402
+from rspo_core.rewards import max_reward  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -155,7 +155,7 @@ def test_warnings_for_settings_that_change_the_estimator(parse_flags):
 
 
 def test_template_flag_renders_the_evaluation_prompt(parse_flags):
-    from analysis.prompts import format_prompt
+    from rspo_core.prompts import format_prompt
 
     ns = parse_flags("--algo.advantage.estimator", "rspo_pass", "--rspo.k", "4", "--rollout.n_samples_per_prompt",
                      "8", "--rspo.template", "qwen_math_cot", hierarchical=False)
@@ -176,7 +176,7 @@ def test_chat_templates_keep_our_system_message(tmp_path, name):
     from transformers import PreTrainedTokenizerFast
     from tokenizers import Tokenizer, models
 
-    from analysis.prompts import CHAT_TEMPLATES, format_prompt
+    from rspo_core.prompts import CHAT_TEMPLATES, format_prompt
 
     tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"<unk>": 0}, unk_token="<unk>")))
     tok.chat_template = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"

@@ -8,7 +8,7 @@ import re
 import pytest
 from wf_helpers import REPO, dry_run, load_yaml
 
-import cells as C
+from rspo_core import cells as C
 
 
 def _figure_count() -> int:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Mapping
 
-from cells import BASE_ALGO, K_SCHEDULES, Cell, expand_family, family_models
+from rspo_core.cells import BASE_ALGO, K_SCHEDULES, Cell, expand_family, family_models
 
 REWARDS = ("pass", "max")
 MODEL_SOURCES = ("pretrain", "smollm2", "hf", "path")

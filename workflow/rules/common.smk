@@ -8,12 +8,12 @@ import sys
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-# workflow/lib holds the pure helpers (cells: grid -> deduplicated cells; checks: semantic config checks)
+# workflow/lib/checks.py: the semantic config checks; the cell grammar is rspo_core.cells (shared with the figures)
 sys.path.insert(0, os.path.join(workflow.basedir, "workflow", "lib"))
-sys.path.insert(0, workflow.basedir)  # the rspo_patch / analysis packages of this checkout
+sys.path.insert(0, workflow.basedir)  # the rspo_core / rspo_patch / analysis packages of this checkout
 
-import cells as C  # noqa: E402
 import checks  # noqa: E402
+from rspo_core import cells as C  # noqa: E402
 
 
 validate(config, schema="../schemas/config.schema.yaml")

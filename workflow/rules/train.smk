@@ -33,7 +33,7 @@ def _trainer_flags(wildcards):
 
 
 def _openrlhf_template_flags(template):
-    """The prompt template of analysis.prompts as a launcher flag: --rspo.template renders it (chat templates with the
+    """The prompt template of rspo_core.prompts as a launcher flag: --rspo.template renders it (chat templates with the
     actor's tokenizer, system message included) into OpenRLHF's --data.input_template inside the job."""
     return {"rspo.template": template}
 

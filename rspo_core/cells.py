@@ -1,4 +1,4 @@
-"""Experiment grid -> training/evaluation cells, deduplicated across families (pure Python, no Snakemake needed).
+"""The cell grammar: experiment grid -> training/evaluation cells, deduplicated across families (pure Python, no Snakemake needed).
 
 A *family* is one experiment of the paper (main, n-scaling, max@k, ...). It names a grid over
 (model, algo, k, n, reward, seed[, k_schedule]) and the benchmarks its cells are evaluated on:
@@ -31,10 +31,11 @@ import shlex
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from rspo_core.schedules import K_SCHEDULES  # noqa: F401  (re-exported: the grammar's k-schedule suffixes)
+
 CELL_KEYS = ("model", "algo", "k", "n", "reward", "seed")
 GRID_KEYS = CELL_KEYS + ("k_schedule",)
 BASE_ALGO = "base"
-K_SCHEDULES = ("constant", "linear", "cosine")
 
 _CELL_RE = re.compile(
     r"^model~(?P<model>[^/~]+)/algo~(?P<algo>[^/~]+)/k~(?P<k>\d+)(?:-(?P<k_schedule>[a-z]+))?"
