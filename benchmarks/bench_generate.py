@@ -93,7 +93,7 @@ def time_native(backend, prompts, n, sampling) -> dict:
 
     import torch
 
-    from analysis.generate import split_at_stop
+    from rspo_core.sampler import split_at_stop
 
     rows = [p for p in prompts for _ in range(n)]
     enc = backend.tokenizer(rows, return_tensors="pt", padding=True, add_special_tokens=backend.add_special_tokens)
