@@ -36,6 +36,9 @@ from rspo_core.schedules import K_SCHEDULES  # noqa: F401  (re-exported: the gra
 CELL_KEYS = ("model", "algo", "k", "n", "reward", "seed")
 GRID_KEYS = CELL_KEYS + ("k_schedule",)
 BASE_ALGO = "base"
+# a cell's columns in the tidy tables (analysis.aggregate): ``train_k`` is the cell's k, kept apart from the
+# evaluation k of pass@k
+TABLE_COLUMNS = ("cell", "model", "algo", "train_k", "k_schedule", "n", "reward", "seed")
 
 _CELL_RE = re.compile(
     r"^model~(?P<model>[^/~]+)/algo~(?P<algo>[^/~]+)/k~(?P<k>\d+)(?:-(?P<k_schedule>[a-z]+))?"
@@ -70,6 +73,12 @@ class Cell:
     def as_dict(self) -> dict:
         """JSON-serialisable dict of the cell's fields plus its path."""
         return {**{key: getattr(self, key) for key in GRID_KEYS}, "path": self.path}
+
+    def columns(self) -> dict:
+        """The cell as a table row, keys TABLE_COLUMNS: {cell: path, model, algo, train_k: k, k_schedule, n, reward,
+        seed}."""
+        return {"cell": self.path, "model": self.model, "algo": self.algo, "train_k": self.k,
+                "k_schedule": self.k_schedule, "n": self.n, "reward": self.reward, "seed": self.seed}
 
 
 def parse_cell(path: str) -> Cell:
