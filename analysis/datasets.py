@@ -37,8 +37,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rspo_core.atomic import write_jsonl_atomic
+from rspo_core.cli import parse_strict
 from rspo_core.jsonl import read_jsonl
-from analysis.verify import last_boxed  # the ONE answer extractor (also used to grade outputs)
+from rspo_core.grading import last_boxed  # the ONE answer extractor (also used to grade outputs)
 
 log = logging.getLogger(__name__)
 
@@ -419,10 +420,8 @@ def _split_counts(total: int, k: int) -> list[int]:
     return [total // k + (1 if i < total % k else 0) for i in range(k)]
 
 
-def make_arithmetic_rows(
-    *, tiers: list[str], n_train: int, n_test: int, seed: int
-) -> tuple[list[dict], list[dict]]:
-    """Deterministic synthetic train/test rows (no I/O). See :func:`make_arithmetic`."""
+def check_arithmetic_args(*, tiers: list[str] | str, n_train: int, n_test: int) -> list[str]:
+    """The tier list (a comma string is split) after checking every argument; ValueError naming the bad one."""
     if isinstance(tiers, str):
         tiers = [t for t in tiers.split(",") if t]
     if not tiers:
@@ -434,6 +433,14 @@ def make_arithmetic_rows(
         raise ValueError(f"tiers {tiers} has duplicates; expected distinct tier names")
     if n_train < 0 or n_test < 0 or n_train + n_test == 0:
         raise ValueError(f"n_train={n_train}, n_test={n_test}: expected non-negative sizes, not both zero")
+    return tiers
+
+
+def make_arithmetic_rows(
+    *, tiers: list[str], n_train: int, n_test: int, seed: int
+) -> tuple[list[dict], list[dict]]:
+    """Deterministic synthetic train/test rows (no I/O). See :func:`make_arithmetic`."""
+    tiers = check_arithmetic_args(tiers=tiers, n_train=n_train, n_test=n_test)
     tr_counts = _split_counts(n_train, len(tiers))
     te_counts = _split_counts(n_test, len(tiers))
     # Each tier's space minus the questions of the tiers before it ("3+4" is in add1 and add2): questions stay
@@ -507,8 +514,8 @@ def _cmd_list() -> None:
         print(f"  {t:<6} {desc}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """CLI entry point (see module docstring)."""
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI's parser: sub-commands list, prepare, arithmetic."""
     p = argparse.ArgumentParser(prog="python -m analysis.datasets", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="list registered benchmarks and arithmetic tiers")
@@ -525,7 +532,25 @@ def main(argv: list[str] | None = None) -> int:
     pa.add_argument("--n-train", type=int, default=2000, help="total train rows (split over tiers)")
     pa.add_argument("--n-test", type=int, default=200, help="total test rows (split over tiers)")
     pa.add_argument("--seed", type=int, default=0, help="sampling seed")
-    args = p.parse_args(argv)
+    return p
+
+
+def _arith_tiers(args: argparse.Namespace) -> list[str]:
+    return [t for item in args.tiers for t in item.split(",") if t]
+
+
+def check_argv(argv: list[str]) -> None:
+    """Parse and check a command line without running it (the workflow calls this before any job). ValueError."""
+    args = parse_strict(build_parser(), argv)
+    if args.cmd == "prepare":
+        get_spec(args.name)
+    elif args.cmd == "arithmetic":
+        check_arithmetic_args(tiers=_arith_tiers(args), n_train=args.n_train, n_test=args.n_test)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point (see module docstring)."""
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         if args.cmd == "list":
@@ -534,8 +559,7 @@ def main(argv: list[str] | None = None) -> int:
             n = prepare(args.name, args.out, token=args.token, allow_count_mismatch=args.allow_count_mismatch)
             print(f"{args.name}: {n} rows -> {args.out}")
         else:
-            tiers = [t for item in args.tiers for t in item.split(",") if t]
-            a, b = make_arithmetic(args.train, args.test, tiers=tiers, n_train=args.n_train, n_test=args.n_test,
+            a, b = make_arithmetic(args.train, args.test, tiers=_arith_tiers(args), n_train=args.n_train, n_test=args.n_test,
                                    seed=args.seed)
             print(f"arithmetic: {a} train -> {args.train}, {b} test -> {args.test}")
     except ValueError as exc:  # bad input: one clear line, exit status 2

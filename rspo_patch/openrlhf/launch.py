@@ -332,7 +332,8 @@ def ray_init_kwargs(ns, environ=None) -> dict:
     """Keyword arguments for ``ray.init`` from the parsed flags (pure; see ``start_ray``).
 
     runtime_env.env_vars: OpenRLHF's defaults (TOKENIZERS_PARALLELISM, NCCL_DEBUG, RAY_ENABLE_ZERO_COPY_TORCH_TENSORS)
-    plus what reward_func.py reads (RSPO_REWARD, RSPO_MAX_NEW_TOKENS, RSPO_TOKENIZER: default the actor model).
+    plus what reward_func.py reads (RSPO_REWARD, RSPO_MAX_NEW_TOKENS, RSPO_TOKENIZER: default the actor model;
+    RSPO_GRADE_FALLBACK, RSPO_GRADE_TIMEOUT when set).
     Async mode adds ``worker_process_setup_hook``; ``--rspo.ray_temp_dir`` adds ``address="local", _temp_dir``.
     """
     environ = os.environ if environ is None else environ
@@ -342,6 +343,8 @@ def ray_init_kwargs(ns, environ=None) -> dict:
     env["RSPO_MAX_NEW_TOKENS"] = environ.get("RSPO_MAX_NEW_TOKENS", str(max_new) if max_new else "")
     tokenizer = environ.get("RSPO_TOKENIZER", _get(ns, "actor.model_name_or_path") or "")
     env["RSPO_TOKENIZER"] = tokenizer
+    for key in ("RSPO_GRADE_FALLBACK", "RSPO_GRADE_TIMEOUT"):  # the config's grader block (set by the train rule)
+        env[key] = environ.get(key, "")
     env = {key: value for key, value in env.items() if value != ""}
     runtime_env: dict = {"env_vars": env}
     if _get(ns, "train.async_enable") and _get(ns, ESTIMATOR_DEST) is not None:

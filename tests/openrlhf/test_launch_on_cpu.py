@@ -107,6 +107,10 @@ def test_ray_init_kwargs(parse_flags, tmp_path):
     env = runtime_env["env_vars"]
     assert env["RSPO_REWARD"] == "max" and env["RSPO_MAX_NEW_TOKENS"] == "512"
     assert env["RSPO_TOKENIZER"] == "dummy-model" and env["NCCL_DEBUG"] == "WARN"
+    assert "RSPO_GRADE_FALLBACK" not in env and "RSPO_GRADE_TIMEOUT" not in env  # unset: the grader's defaults
+    graded = launch.ray_init_kwargs(ns, environ={"RSPO_GRADE_FALLBACK": "last_number", "RSPO_GRADE_TIMEOUT": "2.5"})
+    assert graded["runtime_env"]["env_vars"]["RSPO_GRADE_FALLBACK"] == "last_number"  # the train rule's grader block
+    assert graded["runtime_env"]["env_vars"]["RSPO_GRADE_TIMEOUT"] == "2.5"
 
     sync = parse_flags("--algo.advantage.estimator", "rspo_pass", "--rspo.k", "2", "--rollout.n_samples_per_prompt",
                        "8", hierarchical=False)

@@ -6,7 +6,8 @@
 
 
 def _trainer_flags(wildcards):
-    """Trainer-specific CLI flags of one cell: config train.args, then the model's train_args, then the cell."""
+    """Trainer-specific CLI flags of one cell: config train.args, then the model's train_args, then the cell (and, for
+    the local trainer, the grader block; OpenRLHF's reward_func gets it through the environment)."""
     cell = cell_of(wildcards)
     spec = MODELS[cell.model]
     args = merged_args(TR.get("args"), spec.get("train_args"))
@@ -19,6 +20,7 @@ def _trainer_flags(wildcards):
             "k_schedule": cell.k_schedule,
             "seed": cell.seed,
             "template": spec.get("template", "qwen_math_cot"),
+            **_local_grader_flags(),
         }
     else:  # openrlhf: dotted flags of OpenRLHF 0.11.2 plus the launcher's --rspo.* flags
         cell_args = {
@@ -30,6 +32,12 @@ def _trainer_flags(wildcards):
             **_openrlhf_template_flags(spec.get("template", "qwen_math_cot")),
         }
     return C.cli_args({**args, **cell_args})
+
+
+def _local_grader_flags():
+    """The config's grader block as flags of rspo_patch.train_local (OpenRLHF's reward_func reads the same values from
+    RSPO_GRADE_FALLBACK / RSPO_GRADE_TIMEOUT, exported by the train command)."""
+    return {"fallback": config["grader"]["fallback"] or "none", "grade_timeout": config["grader"]["timeout_s"]}
 
 
 def _openrlhf_template_flags(template):
@@ -48,7 +56,8 @@ def _train_command():
     # join each other's cluster; checkpoints and TensorBoard logs under results/ckpt/{cell} (--ckpt.load_enable
     # resumes a requeued job); the TensorBoard scalars become train_log.jsonl (workflow/scripts/openrlhf_train_log.py).
     return (
-        "export RSPO_REWARD={params.reward} RSPO_MAX_NEW_TOKENS={params.max_new_tokens}; "
+        "export RSPO_REWARD={params.reward} RSPO_MAX_NEW_TOKENS={params.max_new_tokens} "
+        "RSPO_GRADE_FALLBACK={params.grade_fallback} RSPO_GRADE_TIMEOUT={params.grade_timeout}; "
         "python -m rspo_patch.openrlhf.launch --rspo.ray_temp_dir $(mktemp -d /tmp/ray-rspo.XXXXXX) "
         "--actor.model_name_or_path {input.model} --data.prompt_dataset {input.data} "
         "--data.input_key question --data.label_key answer --reward.remote_url {params.reward_func} "
@@ -76,6 +85,8 @@ rule train:
         max_new_tokens=lambda wc: merged_args(TR.get("args"), MODELS[cell_of(wc).model].get("train_args")).get(
             "rollout.max_new_tokens", ""
         ),
+        grade_fallback=config["grader"]["fallback"] or "none",
+        grade_timeout=config["grader"]["timeout_s"],
         reward_func=os.path.join(workflow.basedir, "rspo_patch", "openrlhf", "reward_func.py"),
         tb_script=os.path.join(workflow.basedir, "workflow", "scripts", "openrlhf_train_log.py"),
     threads: TR.get("threads", 2)
