@@ -10,10 +10,10 @@ Pipeline for one (output, gold) pair
 3. Fast path (no sympy): when gold and answer are both plain numbers (``-12``, ``27.0``, ``4.5e-4``) equal decimal
    values are correct and unequal *integers* are wrong; everything else goes to math-verify. The fast path never
    disagrees with math-verify (tested), it only skips it: integer-answer rewards cost microseconds.
-4. math-verify 0.9.0: ``parse`` the gold (wrapped as ``$gold$``) and the answer (wrapped as ``\\boxed{answer}``) with
-   ``[LatexExtractionConfig(), ExprExtractionConfig()]``, then ``verify(gold, pred, float_rounding=6, strict=True)``
-   (gold first: verify is not symmetric). Plain e-notation (``4.5e-4``) is rewritten to ``4.5\\times 10^{-4}`` first,
-   because math-verify reads the ``e`` as Euler's number.
+4. math-verify 0.9.0: ``parse`` the gold (wrapped as ``$gold$`` unless it has an unescaped ``$``) and the answer
+   (wrapped as ``\\boxed{answer}``) with ``[LatexExtractionConfig(), ExprExtractionConfig()]``, then
+   ``verify(gold, pred, float_rounding=6, strict=True)`` (gold first: verify is not symmetric). Plain e-notation
+   (``4.5e-4``) is rewritten to ``4.5\\times 10^{-4}`` first, because math-verify reads the ``e`` as Euler's number.
 
 Timeouts
 --------
@@ -36,6 +36,8 @@ Changelog (GRADER_VERSION, written into every verified.jsonl row and every metri
 1.0  first version: last \\boxed/\\fbox, fallback last_number, integer/decimal fast path, e-notation rewrite,
      math-verify 0.9.0 (float_rounding=6, strict), truncated = incorrect, process pool with hard timeouts,
      optional xVerify judge (verdict kept next to math-verify's).
+1.1  a gold whose only dollars are escaped (MATH's ``\\$18.90``) is wrapped as ``$gold$`` before parsing (1.0 parsed
+     it to nothing: three MATH500 golds could never be graded correct).
 
 CLI: ``python -m analysis.verify --samples S --data D --out O --max-new-tokens N [--fallback last_number]
 [--verifier math-verify|xverify --xverify-model PATH] [--workers W] [--timeout 5]``
@@ -65,7 +67,7 @@ from analysis.atomic import write_jsonl_atomic
 
 log = logging.getLogger(__name__)
 
-GRADER_VERSION = "1.0"
+GRADER_VERSION = "1.1"
 
 FALLBACKS = ("last_number",)
 STATUSES = ("ok", "timeout", "error", "truncated", "no_answer")
@@ -229,11 +231,16 @@ def _mv():
     return parse, verify, [LatexExtractionConfig(), ExprExtractionConfig()]
 
 
+# a "$" that is not escaped: preceded by an even number (0, 2, ...) of backslashes. "\\$36" (MATH's dollar sign)
+# is escaped, so such a gold still gets its "$...$" wrapping.
+_UNESCAPED_DOLLAR = re.compile(r"(?<!\\)(?:\\\\)*\$")
+
+
 @lru_cache(maxsize=4096)
 def _parse_gold(gold: str):
     parse, _, cfg = _mv()
     g = _sci_to_latex(gold.strip())
-    text = g if ("$" in g or "\\boxed" in g) else f"${g}$"
+    text = g if (_UNESCAPED_DOLLAR.search(g) or "\\boxed" in g) else f"${g}$"
     return parse(text, extraction_config=cfg, parsing_timeout=None)
 
 
