@@ -32,10 +32,11 @@ def prep(name, tmp_path, **kw):
 # registry
 
 
-def test_registry_covers_the_seven_benchmarks_and_math_train():
-    assert set(D.BENCHMARKS) == {"aime24", "amc23", "math500", "minerva", "olympiadbench", "aime25", "livemathbench",
-                                 "math_train"}
-    assert D.EVAL_BENCHMARKS == ["aime24", "amc23", "math500", "minerva", "olympiadbench", "aime25", "livemathbench"]
+def test_registry_covers_the_benchmarks_and_math_train():
+    assert set(D.BENCHMARKS) == {"aime24", "amc", "amc23", "math500", "minerva", "olympiadbench", "aime25",
+                                 "livemathbench", "math_train"}
+    assert D.EVAL_BENCHMARKS == ["aime24", "amc", "amc23", "math500", "minerva", "olympiadbench", "aime25",
+                                 "livemathbench"]
     mt = D.BENCHMARKS["math_train"]
     assert mt.split == "train" and mt.expected_rows == 7500 and len(mt.configs) == 7 and mt.is_train
     assert D.BENCHMARKS["aime25"].configs == ["AIME2025-I", "AIME2025-II"]
@@ -50,7 +51,7 @@ def test_registry_covers_the_seven_benchmarks_and_math_train():
 
 def test_aime24_keeps_source_id_and_strips_leading_zeros_visibly(tmp_path):
     rows = prep("aime24", tmp_path)
-    assert [r["id"] for r in rows] == ["aime24-0000", "aime24-0001", "aime24-0002"]
+    assert [r["id"] for r in rows] == [D.content_id("aime24", r["problem"]) for r in load_fixture("aime24")]
     assert rows[0]["answer"] == "27" and rows[0]["meta"]["answer_raw"] == "027"
     assert rows[1]["answer"] == "1" and "answer_raw" not in rows[1]["meta"]
     assert rows[0]["meta"]["id"] == 60 and rows[0]["question"].startswith("Find the number of ordered pairs")
@@ -122,7 +123,7 @@ def test_math_train_drops_a_rare_unboxed_row_with_a_warning(tmp_path, caplog):
         n = D.prepare("math_train", tmp_path / "x.jsonl", raw=raw, allow_count_mismatch=True)
     assert n == 149 and "dropped 1/150 rows" in caplog.text
     ids = [r["id"] for r in D.read_jsonl(tmp_path / "x.jsonl")]
-    assert "math_train-0007" not in ids and ids[7] == "math_train-0008"  # ids keep the raw position
+    assert D.content_id("math_train", "p7") not in ids and ids[7] == D.content_id("math_train", "p8")
 
 
 def test_benchmark_row_without_answer_is_never_dropped(tmp_path):
