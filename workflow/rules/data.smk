@@ -23,16 +23,20 @@ rule arithmetic:
 
 
 rule prepare_benchmark:
-    """Download one benchmark (or the MATH train set) and freeze it to JSONL rows {id, question, answer, meta}."""
+    """Download one benchmark (or the MATH train set) at its pinned revision, check its row count, run the gold
+    self-check (every gold, boxed, and every boxed reference solution must grade correct against itself with the
+    project's grader) and freeze it to JSONL rows {id, question, answer, meta}, with an audit JSON (revision, counts,
+    self-check failures with reasons). When the check fails the job, the log keeps one line per failing row."""
     output:
-        f"{R}/data/{{bench}}.jsonl",
+        data=f"{R}/data/{{bench}}.jsonl",
+        audit=f"{R}/data/{{bench}}.audit.json",
     log:
         f"{LOGS}/data/{{bench}}.log",
     wildcard_constraints:
         bench=_names_regex(BENCHMARKS),
     shell:
         # gated sets (LiveMathBench) read the token from $HF_TOKEN
-        "python -m analysis.datasets prepare {wildcards.bench} {output} > {log} 2>&1"
+        "python -m analysis.datasets prepare {wildcards.bench} {output.data} --audit {output.audit} > {log} 2>&1"
 
 
 rule pretrain_model:
