@@ -103,7 +103,7 @@ def test_an_unlisted_failure_fails_the_stage_with_one_line_and_keeps_the_audit(t
 
 
 def test_unlisted_minerva_gold_with_a_stray_dollar_pair_fails(tmp_path, monkeypatch):
-    """The real Minerva gold 'x_{0} \\cos (\\omega t)+$ $...' cannot be parsed: listed, it passes; unlisted, it fails."""
+    """The real Minerva gold 'x_{0} \\cos (\\omega t)+$ $...' cannot be parsed: listed it passes, unlisted it fails."""
     monkeypatch.delitem(G.KNOWN_UPSTREAM_ERRORS["minerva"], real_rows("minerva")[1]["answer"])
     with pytest.raises(D.GoldSelfCheckError, match=r"benchmark 'minerva': row minerva-[0-9a-f]{12} gold 'x_\{0\}"):
         D.prepare("minerva", tmp_path / "m.jsonl", raw=real_rows("minerva"), allow_count_mismatch=True)
