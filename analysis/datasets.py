@@ -253,10 +253,13 @@ MATH_SUBJECTS = [
     "precalculus",
 ]
 
-# Revisions: each sha below was read off a Hugging Face page for that data set (commit or tree URL), see
-# docs in the data-pins report: MATH-500 .../commits/ff5b202... ("Update README.md", test.jsonl present);
-# aimo-validation-amc .../commit/b16c5c5... (main, README configs data/train-*); OlympiadBench .../tree/3b426ee...
-# (main, "Update README.md"); hendrycks_math .../commits/453d1f6... (main lineage). The others: no sha found.
+# Revisions: each sha below was read off a Hugging Face page of that very data set (huggingface.co/datasets/...):
+#   HuggingFaceH4/MATH-500/commits/ff5b2025...   "Update README.md" (lewtun), test.jsonl (447 kB) at that commit
+#   AI-MO/aimo-validation-amc/commit/b16c5c52... "Update README.md" on main; card: 83 rows, data/train-*
+#   Hothan/OlympiadBench/tree/3b426ee1...        "Update README.md" on main (the configs' parquet was not seen)
+#   EleutherAI/hendrycks_math/commits/453d1f63... main lineage (its .gitattributes history starts at hails's
+#                                                initial commit); whether it holds parquet was not seen
+# No sha was found for aime_2024, amc23, minervamath, AIME2025, LiveMathBench: REVISION_UNVERIFIED.
 BENCHMARKS: dict[str, BenchmarkSpec] = {
     s.name: s
     for s in [
