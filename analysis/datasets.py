@@ -257,9 +257,9 @@ MATH_SUBJECTS = [
 #   HuggingFaceH4/MATH-500/commits/ff5b2025...   "Update README.md" (lewtun), test.jsonl (447 kB) at that commit
 #   AI-MO/aimo-validation-amc/commit/b16c5c52... "Update README.md" on main; card: 83 rows, data/train-*
 #   Hothan/OlympiadBench/tree/3b426ee1...        "Update README.md" on main (the configs' parquet was not seen)
-#   EleutherAI/hendrycks_math/commits/453d1f63... main lineage (its .gitattributes history starts at hails's
-#                                                initial commit); whether it holds parquet was not seen
-# No sha was found for aime_2024, amc23, minervamath, AIME2025, LiveMathBench: REVISION_UNVERIFIED.
+# No usable sha was found for aime_2024, amc23, minervamath, AIME2025, LiveMathBench and hendrycks_math
+# (its 453d1f63... is the first commit of PR #3 "Convert dataset to Parquet": only algebra/ converted there, the
+# loading script still present; main's merge 7811dc4 was seen only abbreviated): REVISION_UNVERIFIED.
 BENCHMARKS: dict[str, BenchmarkSpec] = {
     s.name: s
     for s in [
@@ -291,7 +291,7 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
                       note="the paper's LiveMathBench (202505): OpenCompass's v202505 default (split all, en); gated: "
                            "accept the terms on the HF page and set HF_TOKEN; row count not verified"),
         BenchmarkSpec("math_train", "EleutherAI/hendrycks_math", list(MATH_SUBJECTS), "train", "problem", "solution",
-                      7500, "453d1f6305e818b3eb6541cf294e77853d6e44f3", normaliser=_math_train_row, is_train=True,
+                      7500, REVISION_UNVERIFIED, normaliser=_math_train_row, is_train=True,
                       solution_field="solution",
                       note="MATH train split only (MATH500 comes from the test split); answer = last \\boxed{}"),
     ]
