@@ -256,7 +256,10 @@ MATH_SUBJECTS = [
 # Revisions: each sha below was read off a Hugging Face page of that very data set (huggingface.co/datasets/...):
 #   HuggingFaceH4/MATH-500/commits/ff5b2025...   "Update README.md" (lewtun), test.jsonl (447 kB) at that commit
 #   AI-MO/aimo-validation-amc/commit/b16c5c52... "Update README.md" on main; card: 83 rows, data/train-*
-#   Hothan/OlympiadBench/tree/3b426ee1...        "Update README.md" on main (the configs' parquet was not seen)
+#   Hothan/OlympiadBench/tree/3b426ee1...        "Update README.md" (Hothan; folder OlympiadBench/, README 3.63 kB);
+#                                                the README's configs (incl. OE_TO_maths_en_COMP -> OlympiadBench/
+#                                                OE_TO_maths_en_COMP/OE_TO_maths_en_COMP.parquet) were added by the
+#                                                earlier commit 1ed0e892 (its diff grows the README from 3 lines)
 # No usable sha was found for aime_2024, amc23, minervamath, AIME2025, LiveMathBench and hendrycks_math
 # (its 453d1f63... is the first commit of PR #3 "Convert dataset to Parquet": only algebra/ converted there, the
 # loading script still present; main's merge 7811dc4 was seen only abbreviated): REVISION_UNVERIFIED.
