@@ -14,7 +14,10 @@ fails the data stage with one line naming the benchmark, the row id and the gold
 (they could never earn a reward) as long as they are at most ``MAX_TRAIN_DROP_FRAC`` of it. Everything goes to the
 stage's audit file.
 
-Cost: one math-verify comparison per check that is not a plain number (~5-10 ms); see docs in the report.
+Cost: one math-verify comparison per check that is not a plain number. Measured on the 500 MATH500 rows (the
+prm800k file the hub's copy names as its source), one process on a shared 2-core machine at load average ~20:
+7.5 s for the 500 boxed golds, 9.4 s with the 500 reference solutions too (after ~2 s of math-verify import);
+500 synthetic arithmetic rows (integer golds: fast path only) take 0.02 s.
 """
 
 from __future__ import annotations
