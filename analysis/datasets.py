@@ -455,6 +455,16 @@ def _apply_self_check(spec: BenchmarkSpec, rows: list[dict], report: dict, audit
     return [r for r in rows if r["id"] not in bad_ids]
 
 
+def self_check_file(name: str, path: str | os.PathLike) -> dict:
+    """Gold self-check of a frozen JSONL file (no reference solutions); GoldSelfCheckError if any row fails."""
+    rows = read_jsonl(path)
+    report = gold_check.self_check(name, rows, [None] * len(rows))
+    bad = gold_check.unexpected(report)
+    if bad:
+        raise GoldSelfCheckError(gold_check.failure_line(name, bad, None))
+    return report
+
+
 def prepare(
     name: str,
     out_path: str | os.PathLike,
@@ -561,6 +571,8 @@ def main(argv: list[str] | None = None) -> int:
             tiers = [t for item in args.tiers for t in item.split(",") if t]
             a, b = make_arithmetic(args.train, args.test, tiers=tiers, n_train=args.n_train, n_test=args.n_test,
                                    seed=args.seed)
+            for split, path in (("arithmetic_train", args.train), ("arithmetic", args.test)):
+                self_check_file(split, path)  # integer golds: fast path, ~0.04 ms a row
             print(f"arithmetic: {a} train -> {args.train}, {b} test -> {args.test}")
     except ValueError as exc:  # bad input: one clear line, exit status 2
         print(f"error: {exc}", file=sys.stderr)

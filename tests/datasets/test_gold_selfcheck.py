@@ -128,3 +128,13 @@ def test_training_set_drops_ungradable_golds_within_the_cap(monkeypatch):
     monkeypatch.setattr(D, "MAX_TRAIN_DROP_FRAC", 0.25)
     assert [r["id"] for r in D._apply_self_check(spec, rows, report, None)] == ["r0", "r1", "r2", "r3"]
     assert report["dropped_ids"] == ["r4"]
+
+
+def test_self_check_file_on_the_synthetic_arithmetic_sets(tmp_path):
+    """The arithmetic command checks its own files too: every tier's integer golds self-grade (fast path)."""
+    tr, te = tmp_path / "tr.jsonl", tmp_path / "te.jsonl"
+    D.make_arithmetic(tr, te, tiers=["add1", "mul1", "sub2", "word"], n_train=200, n_test=40, seed=0)
+    assert D.self_check_file("arithmetic", te)["checked"] == 40 and D.self_check_file("x", tr)["failures"] == []
+    te.write_text(json.dumps({"id": "a", "question": "q", "answer": "$221,$8$", "meta": {}}) + "\n")
+    with pytest.raises(D.GoldSelfCheckError, match=r"benchmark 'arithmetic': row a gold '\$221,\$8\$'"):
+        D.self_check_file("arithmetic", te)

@@ -10,7 +10,7 @@ localrules:
 
 
 rule arithmetic:
-    """Synthetic arithmetic train set and its test benchmark (deterministic from the seed)."""
+    """Synthetic arithmetic train set and its test benchmark (deterministic from the seed; gold self-checked)."""
     output:
         train=f"{R}/data/arithmetic_train.jsonl",
         test=f"{R}/data/arithmetic.jsonl",
