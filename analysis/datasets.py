@@ -16,7 +16,7 @@ Run::
     python -m analysis.datasets prepare math500 results/data/math500.jsonl
     HF_TOKEN=hf_... python -m analysis.datasets prepare livemathbench results/data/livemathbench.jsonl
     python -m analysis.datasets arithmetic --train train.jsonl --test test.jsonl --tiers add2 \\
-        --n-train 2000 --n-test 200 --seed 0
+        --n-train 2000 --n-test 200 --seed 0 [--clean clean.jsonl --n-clean 200 --seen seen.jsonl --n-seen 200]
 
 Ids, fields and row counts come from research/evaluation.md; every loader checks the row count it got.
 The training set ``math_train`` is the 7,500 MATH *train* problems: MATH500 is drawn from MATH's test split,
@@ -43,7 +43,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from analysis import gold_check
-from analysis.arithmetic import TIERS, make_arithmetic, make_arithmetic_rows  # noqa: F401  (re-exported)
+from analysis.arithmetic import (  # noqa: F401  (re-exported)
+    SYNTHETIC_BENCHMARKS, TIERS, make_arithmetic, make_arithmetic_rows, make_contamination_rows)
 from analysis.atomic import write_jsonl_atomic, write_text_atomic  # write_jsonl_atomic is re-exported too
 from analysis.verify import last_boxed  # the ONE answer extractor (also used to grade outputs)
 
@@ -537,6 +538,9 @@ def _cmd_list() -> None:
     print("\narithmetic tiers:")
     for t, (desc, _) in TIERS.items():
         print(f"  {t:<6} {desc}")
+    print("\nsynthetic benchmarks (rule arithmetic):")
+    for name, desc in SYNTHETIC_BENCHMARKS.items():
+        print(f"  {name:<16} {desc}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -558,6 +562,10 @@ def main(argv: list[str] | None = None) -> int:
     pa.add_argument("--n-train", type=int, default=2000, help="total train rows (split over tiers)")
     pa.add_argument("--n-test", type=int, default=200, help="total test rows (split over tiers)")
     pa.add_argument("--seed", type=int, default=0, help="sampling seed")
+    pa.add_argument("--clean", default=None, help="output arithmetic_clean JSONL (trained tiers, not in train/test)")
+    pa.add_argument("--n-clean", type=int, default=0, help="arithmetic_clean rows (split over tiers)")
+    pa.add_argument("--seen", default=None, help="output arithmetic_seen JSONL (training rows, verbatim)")
+    pa.add_argument("--n-seen", type=int, default=0, help="arithmetic_seen rows (split over tiers)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -570,10 +578,16 @@ def main(argv: list[str] | None = None) -> int:
         else:
             tiers = [t for item in args.tiers for t in item.split(",") if t]
             a, b = make_arithmetic(args.train, args.test, tiers=tiers, n_train=args.n_train, n_test=args.n_test,
-                                   seed=args.seed)
-            for split, path in (("arithmetic_train", args.train), ("arithmetic", args.test)):
-                self_check_file(split, path)  # integer golds: fast path, ~0.04 ms a row
-            print(f"arithmetic: {a} train -> {args.train}, {b} test -> {args.test}")
+                                   seed=args.seed, out_clean=args.clean, n_clean=args.n_clean, out_seen=args.seen,
+                                   n_seen=args.n_seen)
+            written = [("arithmetic_train", args.train), ("arithmetic", args.test), ("arithmetic_clean", args.clean),
+                       ("arithmetic_seen", args.seen)]
+            for split, path in written:
+                if path is not None:
+                    self_check_file(split, path)  # integer golds: fast path, ~0.04 ms a row
+            print(f"arithmetic: {a} train -> {args.train}, {b} test -> {args.test}"
+                  + "".join(f", {n} {what} -> {p}" for what, n, p in (("clean", args.n_clean, args.clean),
+                                                                       ("seen", args.n_seen, args.seen)) if p))
     except ValueError as exc:  # bad input: one clear line, exit status 2
         print(f"error: {exc}", file=sys.stderr)
         return 2
