@@ -3,14 +3,14 @@
 Rows have the frozen-benchmark shape ``{id, question, answer, meta}``; ``python -m analysis.datasets arithmetic``
 writes them (see analysis.datasets). Moved here from analysis.datasets, which re-exports every public name.
 
-Besides the train set and its test benchmark, two contamination benchmarks (:func:`make_contamination_rows`):
+Besides the train set and its test benchmark, two contamination benchmarks (:func:`make_arithmetic_sets`):
 ``arithmetic_seen`` (training rows, verbatim: deliberately contaminated) and ``arithmetic_clean`` (the trained
 distribution, never in train or test). The n-gram audit (analysis.contamination) flags every seen row and no clean row
 at its default n = 13: the questions are 2 words long ("12+7" -> ``12``, ``7``: operators are not words), so the
 n-gram test never applies and the audit's exact-duplicate check decides. A smaller n is not needed, and would be wrong
-(measured with seed 0, 100 rows per set): tiers add2,sub2 at n = 2 flag 43/100 clean rows, because with the operator
-dropped "12-7" shares the 2-gram of a trained "12+7"; the word tier's sentences (11-13 words: 22 of 100 reach 13) stay
-clear at n = 13, but at n = 8 every clean row shares template words ("how many apples are left") with training.
+(measured with seed 0, 100 rows per set): tiers add2,sub2 at n = 2 flag 44/100 clean rows, because with the operator
+dropped "12-7" shares the 2-gram of a trained "12+7"; the word tier's sentences (11-13 words: 23 of 100 reach 13) stay
+clear at n = 13, but at n = 8 99 of 100 clean rows share template words ("how many apples are left") with training.
 """
 
 from __future__ import annotations
@@ -108,91 +108,81 @@ def _tier_spaces(tiers: list[str]) -> dict[str, list[tuple]]:
     return spaces
 
 
+def make_arithmetic_sets(
+    *, tiers: list[str] | str, n_train: int, n_test: int, seed: int, n_clean: int = 0, n_seen: int = 0
+) -> dict[str, list[dict]]:
+    """Deterministic synthetic sets (no I/O): ``{"train", "test", "clean", "seen"}`` -> rows (see make_arithmetic).
+
+    Per tier, ONE draw without replacement of ``a + c + b`` indices of the tier's space (its shares of n_train,
+    n_clean, n_test; ``random.Random(f"rspo-arith:{seed}:{tier}").sample``): train = the first a, clean = the next c,
+    test = the last b. Distinct indices, so the three are disjoint by question string. The draw depends on a + c + b
+    only, so moving rows from n_train to n_clean leaves the test set byte-identical and splits the old training rows
+    into train + clean (how the default config made room for arithmetic_clean without touching its test set).
+
+    * ``clean`` (the ``arithmetic_clean`` benchmark): problems of the SAME tiers that no stage ever reads (the test set,
+      by contrast, also picks the pre-training checkpoint). Not a tier the training set never includes: the char
+      model trained on add2 has never seen a "-" (sub2) or a sentence (word), so every method would score ~0 there
+      and Figure 10 would compare nothing; drawn from the same space as the test set, the clean set has the test
+      set's difficulty in expectation, so a method's score on it is an uncontaminated estimate of the same quantity.
+    * ``seen`` (``arithmetic_seen``): training rows copied verbatim (question and answer), a test set that leaked into
+      training; ``meta.train_id`` names the row. Drawn per tier from the training rows with
+      ``random.Random(f"rspo-arith:{seed}:{tier}:seen")``.
+
+    Each set is shuffled with ``random.Random(f"rspo-arith:{seed}:shuffle:{split}")``; ids ``arith-{split}-NNNNN``
+    (split: train, test, clean, seen). ValueError, before sampling, on a bad tier or size.
+    """
+    tiers = _check_tiers(tiers)
+    if min(n_train, n_test, n_clean, n_seen) < 0 or n_train + n_test == 0:
+        raise ValueError(f"n_train={n_train}, n_test={n_test}, n_clean={n_clean}, n_seen={n_seen}: expected "
+                         f"non-negative sizes, n_train and n_test not both zero")
+    counts = {split: _split_counts(n, len(tiers))
+              for split, n in (("train", n_train), ("clean", n_clean), ("test", n_test), ("seen", n_seen))}
+    spaces = _tier_spaces(tiers)
+    for i, t in enumerate(tiers):  # check all sizes before sampling anything
+        a, c, b, s = (counts[split][i] for split in ("train", "clean", "test", "seen"))
+        if a + c + b > len(spaces[t]):
+            raise ValueError(f"tier {t!r} has only {len(spaces[t])} distinct problems; requested {a} train + {c} clean"
+                             f" + {b} test = {a + c + b}")
+        if s > a:
+            raise ValueError(f"tier {t!r} has {a} training rows; requested n_seen share {s}")
+    sets: dict[str, list[dict]] = {"train": [], "clean": [], "test": []}
+    for i, t in enumerate(tiers):
+        a, c, b = counts["train"][i], counts["clean"][i], counts["test"][i]
+        rng = random.Random(f"rspo-arith:{seed}:{t}")  # str seeds are hashed with sha512: stable across runs
+        picks = rng.sample(range(len(spaces[t])), a + c + b)  # distinct indices -> distinct question strings
+        for split, idxs in (("train", picks[:a]), ("clean", picks[a : a + c]), ("test", picks[a + c :])):
+            for j in idxs:
+                q, ans, meta = spaces[t][j]
+                sets[split].append({"question": q, "answer": ans, "meta": {"tier": t, **meta}})
+    _shuffle_and_number(sets, seed)
+    sets["seen"] = []
+    for i, t in enumerate(tiers):
+        rows = [r for r in sets["train"] if r["meta"]["tier"] == t]
+        for r in random.Random(f"rspo-arith:{seed}:{t}:seen").sample(rows, counts["seen"][i]):
+            sets["seen"].append({"question": r["question"], "answer": r["answer"],
+                                 "meta": {**r["meta"], "train_id": r["id"]}})
+    _shuffle_and_number(sets, seed, only="seen")
+    questions = {split: {r["question"] for r in rows} for split, rows in sets.items()}
+    if (questions["train"] & questions["test"]) | (questions["clean"] & (questions["train"] | questions["test"])):
+        raise RuntimeError("synthetic sets overlap")  # impossible by construction; a cheap invariant check
+    return sets
+
+
+def _shuffle_and_number(sets: dict[str, list[dict]], seed: int, only: str | None = None) -> None:
+    """In place: shuffle each set (seeded per split) and give its rows ids ``arith-{split}-NNNNN`` (first key)."""
+    for split in [only] if only else list(sets):
+        rows = sets[split]
+        random.Random(f"rspo-arith:{seed}:shuffle:{split}").shuffle(rows)
+        rows[:] = [{"id": f"arith-{split}-{j:05d}", **{k: r[k] for k in ("question", "answer", "meta")}}
+                   for j, r in enumerate(rows)]
+
+
 def make_arithmetic_rows(
     *, tiers: list[str], n_train: int, n_test: int, seed: int
 ) -> tuple[list[dict], list[dict]]:
-    """Deterministic synthetic train/test rows (no I/O). See :func:`make_arithmetic`."""
-    tiers = _check_tiers(tiers)
-    if n_train < 0 or n_test < 0 or n_train + n_test == 0:
-        raise ValueError(f"n_train={n_train}, n_test={n_test}: expected non-negative sizes, not both zero")
-    tr_counts = _split_counts(n_train, len(tiers))
-    te_counts = _split_counts(n_test, len(tiers))
-    spaces = _tier_spaces(tiers)
-    for t, a, b in zip(tiers, tr_counts, te_counts):  # check all sizes before sampling anything
-        if a + b > len(spaces[t]):
-            raise ValueError(
-                f"tier {t!r} has only {len(spaces[t])} distinct problems; requested {a} train + {b} test = {a + b}"
-            )
-    train, test = [], []
-    for t, a, b in zip(tiers, tr_counts, te_counts):
-        rng = random.Random(f"rspo-arith:{seed}:{t}")  # str seeds are hashed with sha512: stable across runs
-        picks = rng.sample(range(len(spaces[t])), a + b)  # distinct indices -> distinct question strings
-        for dest, idxs in ((train, picks[:a]), (test, picks[a:])):
-            for i in idxs:
-                q, ans, meta = spaces[t][i]
-                dest.append({"question": q, "answer": ans, "meta": {"tier": t, **meta}})
-    for split, rows in (("train", train), ("test", test)):
-        random.Random(f"rspo-arith:{seed}:shuffle:{split}").shuffle(rows)
-        for j, row in enumerate(rows):
-            row["id"] = f"arith-{split}-{j:05d}"
-    overlap = {r["question"] for r in train} & {r["question"] for r in test}
-    if overlap:  # guaranteed empty by construction; kept as a cheap invariant check
-        raise RuntimeError(f"train/test overlap {sorted(overlap)[:5]}")
-    key_order = ("id", "question", "answer", "meta")
-    return ([{k: r[k] for k in key_order} for r in train], [{k: r[k] for k in key_order} for r in test])
-
-
-def make_contamination_rows(
-    train: list[dict], test: list[dict], *, tiers: list[str] | str, n_clean: int, n_seen: int, seed: int
-) -> tuple[list[dict], list[dict]]:
-    """The two contamination benchmarks of a synthetic train/test pair (no I/O): ``(clean rows, seen rows)``.
-
-    * ``arithmetic_seen`` (``n_seen`` rows): training rows copied verbatim (question and answer), i.e. a test set
-      that leaked into training. ``meta.train_id`` names the training row. Drawn per tier (same split over tiers as
-      the test set) from ``train`` with ``random.Random(f"rspo-arith:{seed}:{tier}:seen")``.
-    * ``arithmetic_clean`` (``n_clean`` rows): fresh problems from the SAME tiers' problem spaces that are in neither
-      ``train`` nor ``test`` (disjoint by question string), drawn per tier with
-      ``random.Random(f"rspo-arith:{seed}:{tier}:clean")`` from what train and test left over.
-
-    Why the clean set is the trained tiers' leftover space and not a tier the training set never includes: the
-    char-level model has never seen, e.g., a "-" (sub2) or a sentence (word) when trained on add2, so it would score
-    ~0 there for every method and Figure 10 would compare nothing. A problem of the trained distribution that no
-    stage ever read (the test set, by contrast, also picks the pre-training checkpoint) has the same difficulty as the
-    test set in expectation, so a method's score on it is an uncontaminated estimate of the same quantity.
-    The price: train + test + clean must fit in each tier's space (add2: 10,000 problems), so a config that used the
-    whole space for train + test must shrink ``n_train`` by ``n_clean``. ``train``/``test`` themselves are not
-    touched: a config without these sets writes byte-identical train/test files.
-
-    Rows: ``{id: "arith-clean-NNNNN" / "arith-seen-NNNNN", question, answer, meta: {tier, a, b, op[, train_id]}}``,
-    shuffled with their own seeded RNG. ValueError (before sampling) if a tier lacks room or training rows.
-    """
-    tiers = _check_tiers(tiers)
-    if n_clean < 0 or n_seen < 0:
-        raise ValueError(f"n_clean={n_clean}, n_seen={n_seen}: expected non-negative sizes")
-    spaces = _tier_spaces(tiers)
-    used = {r["question"] for r in train} | {r["question"] for r in test}
-    left = {t: [p for p in spaces[t] if p[0] not in used] for t in tiers}
-    train_by_tier = {t: [r for r in train if r["meta"]["tier"] == t] for t in tiers}
-    cl_counts, se_counts = _split_counts(n_clean, len(tiers)), _split_counts(n_seen, len(tiers))
-    for t, c, s in zip(tiers, cl_counts, se_counts):  # check all sizes before sampling anything
-        if c > len(left[t]):
-            raise ValueError(f"tier {t!r}: train + test leave {len(left[t])} unused problems; requested n_clean share "
-                             f"{c} (lower n_train or n_test, or n_clean)")
-        if s > len(train_by_tier[t]):
-            raise ValueError(f"tier {t!r} has {len(train_by_tier[t])} training rows; requested n_seen share {s}")
-    clean, seen = [], []
-    for t, c, s in zip(tiers, cl_counts, se_counts):
-        for q, ans, meta in random.Random(f"rspo-arith:{seed}:{t}:clean").sample(left[t], c):
-            clean.append({"question": q, "answer": ans, "meta": {"tier": t, **meta}})
-        for r in random.Random(f"rspo-arith:{seed}:{t}:seen").sample(train_by_tier[t], s):
-            seen.append({"question": r["question"], "answer": r["answer"], "meta": {**r["meta"], "train_id": r["id"]}})
-    out = []
-    for split, rows in (("clean", clean), ("seen", seen)):
-        random.Random(f"rspo-arith:{seed}:shuffle:{split}").shuffle(rows)
-        out.append([{"id": f"arith-{split}-{j:05d}", **row} for j, row in enumerate(rows)])
-    if {r["question"] for r in out[0]} & used:  # guaranteed empty by construction; a cheap invariant check
-        raise RuntimeError("clean set overlaps train/test")
-    return out[0], out[1]
+    """Deterministic synthetic train/test rows (no I/O): :func:`make_arithmetic_sets` without clean and seen rows."""
+    sets = make_arithmetic_sets(tiers=tiers, n_train=n_train, n_test=n_test, seed=seed)
+    return sets["train"], sets["test"]
 
 
 def make_arithmetic(
@@ -215,17 +205,16 @@ def make_arithmetic(
     question shared by two tiers, e.g. "3+4" in add1 and add2, belongs to the first tier listed); ValueError if a
     tier's space is smaller than its train + test share. Questions look like ``"12+7"``/``"3*4"``
     (no spaces, no "=": the ``plain`` prompt template appends "="); answers are integer strings; ``meta.tier``.
-    ``out_clean`` / ``out_seen``: also write the contamination benchmarks (:func:`make_contamination_rows`) of
-    ``n_clean`` / ``n_seen`` rows; every size is checked before any file is written.
+    ``out_clean`` / ``out_seen``: also write the contamination benchmarks arithmetic_clean / arithmetic_seen
+    (:func:`make_arithmetic_sets`) of ``n_clean`` / ``n_seen`` rows; every size is checked before any file is written.
     Returns (train rows, test rows).
     """
     if (n_clean and out_clean is None) or (n_seen and out_seen is None):
         raise ValueError(f"n_clean={n_clean}, n_seen={n_seen}: a non-zero size needs its output path")
-    train, test = make_arithmetic_rows(tiers=tiers, n_train=n_train, n_test=n_test, seed=seed)
-    extra = []
-    if out_clean is not None or out_seen is not None:
-        clean, seen = make_contamination_rows(train, test, tiers=tiers, n_clean=n_clean, n_seen=n_seen, seed=seed)
-        extra = [(p, rows) for p, rows in ((out_clean, clean), (out_seen, seen)) if p is not None]
+    sets = make_arithmetic_sets(tiers=tiers, n_train=n_train, n_test=n_test, seed=seed, n_clean=n_clean,
+                                n_seen=n_seen)
+    train, test = sets["train"], sets["test"]
+    extra = [(p, sets[split]) for split, p in (("clean", out_clean), ("seen", out_seen)) if p is not None]
     write_jsonl_atomic(out_train, train)
     write_jsonl_atomic(out_test, test)
     for path, rows in extra:

@@ -44,7 +44,7 @@ from typing import Any
 
 from analysis import gold_check
 from analysis.arithmetic import (  # noqa: F401  (re-exported)
-    SYNTHETIC_BENCHMARKS, TIERS, make_arithmetic, make_arithmetic_rows, make_contamination_rows)
+    SYNTHETIC_BENCHMARKS, TIERS, make_arithmetic, make_arithmetic_rows, make_arithmetic_sets)
 from analysis.atomic import write_jsonl_atomic, write_text_atomic  # write_jsonl_atomic is re-exported too
 from analysis.verify import last_boxed  # the ONE answer extractor (also used to grade outputs)
 

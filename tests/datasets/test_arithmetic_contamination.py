@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from analysis import contamination as AC
-from analysis.arithmetic import make_arithmetic_rows, make_contamination_rows
+from analysis.arithmetic import make_arithmetic_sets
 from analysis.datasets import read_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
@@ -120,22 +120,43 @@ def test_generation_is_deterministic_and_seeded(default_sets, default_config, tm
         assert other[name].read_bytes() != default_sets[name].read_bytes(), name
 
 
-def test_contamination_sets_leave_train_and_test_unchanged(tmp_path):
-    args = {"tiers": "add2", "n_train": 300, "n_test": 50, "seed": 4}
-    with_sets = _generate(tmp_path / "with", {**args, "n_clean": 40, "n_seen": 30})
-    d = tmp_path / "without"
-    d.mkdir()
-    cmd = [sys.executable, "-m", "analysis.datasets", "arithmetic", "--train", str(d / "train.jsonl"), "--test",
-           str(d / "test.jsonl"), *_flags(args)]
+def _generate_without_sets(d: Path, args: dict) -> dict[str, Path]:
+    d.mkdir(parents=True)
+    paths = {name: d / f"{name}.jsonl" for name in ("train", "test")}
+    cmd = [sys.executable, "-m", "analysis.datasets", "arithmetic", "--train", str(paths["train"]), "--test",
+           str(paths["test"]), *_flags(args)]
     subprocess.run(cmd, cwd=REPO, env=ENV, check=True, capture_output=True)
+    return paths
+
+
+def test_default_clean_set_is_carved_from_the_old_training_set_test_set_unchanged(default_sets, default_config,
+                                                                                   tmp_path):
+    """The default moved n_clean rows out of n_train: the test set (the pre-training held-out set) is byte-identical
+    to the one the config wrote before, and train + clean are exactly the old training questions."""
+    arith = default_config["data"]["arithmetic"]
+    old_args = {k: v for k, v in arith.items() if k not in ("n_clean", "n_seen")}
+    old_args["n_train"] = arith["n_train"] + arith["n_clean"]
+    old = _generate_without_sets(tmp_path / "old", old_args)
+    assert old["test"].read_bytes() == default_sets["test"].read_bytes()
+    q = {k: {r["question"] for r in read_jsonl(p)} for k, p in default_sets.items()}
+    assert q["train"] | q["clean"] == {r["question"] for r in read_jsonl(old["train"])}
+
+
+@pytest.mark.parametrize("tiers", ["add2", "add1,mul1,sub2"])
+def test_sets_without_clean_and_seen_are_the_plain_train_test_files(tiers, tmp_path):
+    args = {"tiers": tiers, "n_train": 120, "n_test": 30, "seed": 4}
+    plain = _generate_without_sets(tmp_path / "plain", args)
+    with_seen = _generate(tmp_path / "seen", {**args, "n_seen": 15})
+    moved = _generate(tmp_path / "moved", {**args, "n_train": 90, "n_clean": 30})
     for name in ("train", "test"):
-        assert (d / f"{name}.jsonl").read_bytes() == with_sets[name].read_bytes(), name
+        assert plain[name].read_bytes() == with_seen[name].read_bytes(), name
+    assert plain["test"].read_bytes() == moved["test"].read_bytes()
 
 
 def test_mixed_tiers_split_like_the_test_set_and_audit_at_13():
     tiers = ["add2", "sub2", "word"]
-    train, test = make_arithmetic_rows(tiers=tiers, n_train=3000, n_test=90, seed=0)
-    clean, seen = make_contamination_rows(train, test, tiers=tiers, n_clean=90, n_seen=60, seed=0)
+    sets = make_arithmetic_sets(tiers=tiers, n_train=3000, n_test=90, n_clean=90, n_seen=60, seed=0)
+    train, test, clean, seen = (sets[k] for k in ("train", "test", "clean", "seen"))
     assert [sum(r["meta"]["tier"] == t for r in clean) for t in tiers] == [30, 30, 30]
     assert [sum(r["meta"]["tier"] == t for r in seen) for t in tiers] == [20, 20, 20]
     used = {r["question"] for r in train + test}
@@ -148,27 +169,28 @@ def test_mixed_tiers_split_like_the_test_set_and_audit_at_13():
 def test_small_n_would_falsely_flag_clean_rows_of_mixed_operators():
     """Why the config keeps n = 13: the tokeniser drops operators, so at n = 2 a clean "a-b" shares the one 2-gram of
     a trained "a+b" (the module docstring's measurement)."""
-    tiers = ["add2", "sub2"]
-    train, test = make_arithmetic_rows(tiers=tiers, n_train=9000, n_test=100, seed=0)
-    clean, _ = make_contamination_rows(train, test, tiers=tiers, n_clean=100, n_seen=0, seed=0)
-    flagged = AC.audit_rows("clean", clean, AC.build_index(train, 2), 2)["flagged"]
-    assert len(flagged) == 43
-    train_q = {r["question"] for r in train}
-    by_id = {r["id"]: r["question"] for r in clean}
-    for f in flagged:  # each false flag is the operator-swapped twin of a training question, never the question
-        a, op, b = _Q_RE.match(by_id[f["id"]]).groups()
-        assert not f["exact"] and f"{a}{'+' if op == '-' else '-'}{b}" in train_q
+    sets = make_arithmetic_sets(tiers=["add2", "sub2"], n_train=9000, n_test=100, n_clean=100, seed=0)
+    flagged = AC.audit_rows("clean", sets["clean"], AC.build_index(sets["train"], 2), 2)["flagged"]
+    train_q = {r["question"] for r in sets["train"]}
+
+    def twin(q: str) -> str:
+        a, op, b = _Q_RE.match(q).groups()
+        return f"{a}{'+' if op == '-' else '-'}{b}"
+
+    twins = {r["id"] for r in sets["clean"] if twin(r["question"]) in train_q}
+    assert {f["id"] for f in flagged} == twins and len(twins) >= 20  # 44 of 100 with seed 0
+    assert not any(f["exact"] for f in flagged)
+    assert AC.audit_rows("clean", sets["clean"], AC.build_index(sets["train"], 13), 13)["n_flagged"] == 0
 
 
 @pytest.mark.parametrize("kw, match", [
-    ({"n_clean": 1}, r"tier 'add1': train \+ test leave 0 unused problems; requested n_clean share 1"),
+    ({"n_clean": 1}, r"tier 'add1' has only 100 distinct problems; requested 90 train \+ 1 clean \+ 10 test = 101"),
     ({"n_seen": 91}, r"tier 'add1' has 90 training rows; requested n_seen share 91"),
-    ({"n_clean": -1}, r"n_clean=-1, n_seen=0: expected non-negative"),
+    ({"n_clean": -1}, r"n_clean=-1, n_seen=0: expected non-negative sizes"),
 ])
 def test_contamination_bad_sizes(kw, match):
-    train, test = make_arithmetic_rows(tiers=["add1"], n_train=90, n_test=10, seed=0)  # add1's whole space
     with pytest.raises(ValueError, match=match):
-        make_contamination_rows(train, test, tiers=["add1"], seed=0, **{"n_clean": 0, "n_seen": 0, **kw})
+        make_arithmetic_sets(tiers=["add1"], n_train=90, n_test=10, seed=0, **kw)  # add1: 100 problems
 
 
 def test_cli_bad_size_is_one_line_and_writes_nothing(tmp_path):
@@ -177,5 +199,5 @@ def test_cli_bad_size_is_one_line_and_writes_nothing(tmp_path):
                         "--test", str(out["test"]), "--clean", str(out["clean"]), "--tiers", "add1", "--n-train", "90",
                         "--n-test", "10", "--n-clean", "5"], cwd=REPO, env=ENV, capture_output=True, text=True)
     assert r.returncode == 2
-    assert r.stderr.strip().splitlines()[-1].startswith("error: tier 'add1': train + test leave 0 unused problems")
+    assert r.stderr.strip().splitlines()[-1].startswith("error: tier 'add1' has only 100 distinct problems")
     assert not any(p.exists() for p in out.values())

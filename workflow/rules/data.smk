@@ -10,7 +10,7 @@ localrules:
 
 
 ARITH = dict(config["data"].get("arithmetic") or {})
-# The contamination benchmarks arithmetic_clean / arithmetic_seen (analysis.arithmetic.make_contamination_rows) are
+# The contamination benchmarks arithmetic_clean / arithmetic_seen (analysis.arithmetic.make_arithmetic_sets) are
 # outputs of the same rule run, from the same seed, only when their size data.arithmetic.n_clean / n_seen is set.
 ARITH_OUTPUTS = {
     "train": f"{R}/data/arithmetic_train.jsonl",
