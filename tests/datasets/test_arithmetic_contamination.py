@@ -7,6 +7,7 @@ they write), so a config edit that breaks the claim fails here.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -24,6 +25,9 @@ from analysis.datasets import read_jsonl
 REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 _Q_RE = re.compile(r"^(\d+)([+\-*])(\d+)$")
+# sha256 of results/data/arithmetic.jsonl as the default config wrote it before arithmetic_clean existed (generator of
+# commit 419cea3, tiers add2, n_train 9800, n_test 200, seed 0): the pre-training held-out set must not move.
+DEFAULT_TEST_SHA256 = "079b891f0cad12e35d8c33de26b68b0115ad4732e22fb81ef86d9986cfb03757"
 
 
 def _flags(args: dict) -> list[str]:
@@ -95,6 +99,7 @@ def test_default_sets_are_disjoint_and_well_formed(default_sets, default_config)
     rows = {k: read_jsonl(p) for k, p in default_sets.items()}
     q = {k: [r["question"] for r in v] for k, v in rows.items()}
     assert not set(q["clean"]) & set(q["train"]) and not set(q["clean"]) & set(q["test"])
+    assert not set(q["train"]) & set(q["test"])
     assert len(set(q["clean"])) == len(q["clean"]) and len(set(q["seen"])) == len(q["seen"])
     train_by_id = {r["id"]: r for r in rows["train"]}
     for r in rows["seen"]:  # verbatim copies of training rows
@@ -138,6 +143,7 @@ def test_default_clean_set_is_carved_from_the_old_training_set_test_set_unchange
     old_args["n_train"] = arith["n_train"] + arith["n_clean"]
     old = _generate_without_sets(tmp_path / "old", old_args)
     assert old["test"].read_bytes() == default_sets["test"].read_bytes()
+    assert hashlib.sha256(default_sets["test"].read_bytes()).hexdigest() == DEFAULT_TEST_SHA256
     q = {k: {r["question"] for r in read_jsonl(p)} for k, p in default_sets.items()}
     assert q["train"] | q["clean"] == {r["question"] for r in read_jsonl(old["train"])}
 
