@@ -6,7 +6,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-BENCH_TITLES = {"aime24": "AIME24", "amc23": "AMC23", "math500": "MATH500", "minerva": "Minerva",
+BENCH_TITLES = {"aime24": "AIME24", "amc": "AMC", "amc23": "AMC23", "math500": "MATH500", "minerva": "Minerva",
                 "olympiadbench": "OlympiadBench", "aime25": "AIME25", "livemathbench": "LiveMathBench"}
 
 

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 _PLAIN_NUM = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 _PLAIN_INT = re.compile(r"[+-]?\d+")
 _SCI = re.compile(r"([+-]?(?:\d+(?:\.\d*)?|\.\d+))[eE]([+-]?\d+)")
-_UNESCAPED_DOLLAR = re.compile(r"(?<!\\)\$")
+_UNESCAPED_DOLLAR = re.compile(r"(?<!\\)(?:\\\\)*\$")  # a $ after 0, 2, 4, ... backslashes
 
 
 def fast_compare(pred: str, gold: str) -> bool | None:

@@ -10,7 +10,7 @@ import pytest
 lm_eval = pytest.importorskip("lm_eval")
 
 TASKS_DIR = Path(__file__).resolve().parents[2] / "workflow" / "tasks"
-BENCHES = ("aime24", "amc23", "math500", "minerva", "olympiadbench", "aime25", "livemathbench")
+BENCHES = ("aime24", "amc", "amc23", "math500", "minerva", "olympiadbench", "aime25", "livemathbench")
 
 
 def test_every_benchmark_has_a_task_and_the_group_lists_them():

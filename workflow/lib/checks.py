@@ -15,12 +15,11 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Mapping
 
+from analysis.arithmetic import SYNTHETIC_BENCHMARKS  # made by the arithmetic rule (not in BENCHMARKS)
 from rspo_core.cells import BASE_ALGO, K_SCHEDULES, Cell, expand_family, family_models
 
 REWARDS = ("pass", "max")
 MODEL_SOURCES = ("pretrain", "smollm2", "hf", "path")
-# Benchmarks the workflow makes itself (not in analysis.datasets.BENCHMARKS): the synthetic arithmetic test set.
-SYNTHETIC_BENCHMARKS = ("arithmetic",)
 
 
 class ConfigError(ValueError):

@@ -10,10 +10,10 @@ from types import SimpleNamespace
 
 def _cli_calls():
     """(config key, module, argv) of every config-driven command line, with placeholder paths (nothing is read)."""
-    arith = config["data"].get("arithmetic")
-    if config["data"]["train"] == "arithmetic" or arith:
-        yield "data.arithmetic", "analysis.datasets", ["arithmetic", "--train", "T", "--test", "E",
-                                                         *shlex.split(C.cli_args(arith))]
+    if config["data"]["train"] == "arithmetic" or config["data"].get("arithmetic"):
+        outputs = [f"--{role}={ARITH_OUTPUTS[role]}" for role in ("clean", "seen") if role in ARITH_OUTPUTS]
+        yield "data.arithmetic", "analysis.datasets", ["arithmetic", "--train", "T", "--test", "E", *outputs,
+                                                         *shlex.split(C.cli_args(ARITH))]
     for m in PRETRAINED:
         yield f"models.{m}.pretrain_args", "rspo_patch.pretrain", [
             "--train", "T", "--heldout", "H", "--out", "O", *shlex.split(C.cli_args(MODELS[m].get("pretrain_args")))]
