@@ -66,7 +66,8 @@ def test_default_config_dry_run(tmp_path):
     # main 5 + n_scaling 2 (n4, n16) + maxk 3 + grpo 1
     # + peers 4 (pkpo_sloo k4, maxpo k4, rspo_pass k8 linear, pkpo_sloo k4 linear)
     assert jobs["train"] == 15
-    assert jobs["generate"] == jobs["verify"] == jobs["score"] == 16  # + the base model, one benchmark
+    # + the base model, on arithmetic; the contamination family: base + the 5 main cells on arithmetic_clean too
+    assert jobs["generate"] == jobs["verify"] == jobs["score"] == 16 + 6
     assert jobs["pretrain_model"] == 1 and jobs["arithmetic"] == 1
     assert "fetch_model" not in jobs and "prepare_benchmark" not in jobs  # offline
     assert jobs["figure"] == _figure_count()
