@@ -325,6 +325,66 @@ def parse_args(argv: list[str], hierarchical: bool = False):
 
 
 # ---------------------------------------------------------------------------------------------------------------------
+# full rollout batches (rspo_patch.openrlhf.batches)
+
+
+class _QuietStrategy:
+    """What OpenRLHF's ``blending_datasets`` needs of a strategy: ``print``, ``is_rank_0`` and ``args.use_ms``."""
+
+    def __init__(self, use_ms: bool = False):
+        self.args = argparse.Namespace(use_ms=use_ms)
+
+    def print(self, *args, **kwargs) -> None:
+        pass
+
+    @staticmethod
+    def is_rank_0() -> bool:
+        return False
+
+
+def count_prompts(ns) -> int:
+    """Prompts OpenRLHF will load: ``len(blending_datasets(...))`` with the same flags ``prepare_datasets`` uses."""
+    from openrlhf.datasets.utils import blending_datasets
+
+    data = blending_datasets(_get(ns, "data.prompt_dataset"), _get(ns, "data.prompt_probs"),
+                             _QuietStrategy(bool(_get(ns, "use_ms", False))), _get(ns, "train.seed", 42),
+                             max_count=_get(ns, "data.max_samples"), dataset_split=_get(ns, "data.prompt_split"))
+    return min(len(data), int(_get(ns, "data.max_samples")))
+
+
+def effective_ranks(ns) -> int:
+    """Data-parallel actor ranks: num_nodes * num_gpus_per_node // ring_attn_size // tensor_parallel_size."""
+    return (_get(ns, "actor.num_nodes", 1) * _get(ns, "actor.num_gpus_per_node", 1)
+            // _get(ns, "ds.ring_attn_size", 1) // _get(ns, "ds.tensor_parallel_size", 1))
+
+
+def prepare_batches(ns, num_prompts: int) -> int:
+    """Make every rollout step full and evenly split over the ranks, in place; returns the prompts kept.
+
+    Sets ``--data.max_samples`` to ``batches.full_batch_prompts`` (logged when prompts are dropped) and checks one full
+    step with ``batches.check_even_split`` (ValueError naming the flags). Dynamic batching (OpenRLHF re-balances) and
+    dynamic filtering (a step refills filtered prompts; the last one may be short) skip the split check.
+    """
+    from rspo_patch.openrlhf.batches import check_even_split, full_batch_prompts
+
+    batch = _get(ns, "rollout.batch_size")
+    kept = full_batch_prompts(num_prompts, batch, _get(ns, "data.max_samples"))
+    if kept < num_prompts:
+        print(f"[rspo launcher] {num_prompts} prompts, --rollout.batch_size {batch}: training on the first {kept} "
+              f"({kept // batch} full rollout steps per episode; {num_prompts - kept} left out so no step is "
+              f"partial, as verl's drop_last)", file=sys.stderr, flush=True)
+    setattr(ns, "data.max_samples", kept)
+    if _get(ns, "algo.dynamic_filtering_enable"):
+        warnings.warn("--algo.dynamic_filtering_enable: the last rollout step of an episode may be partial and "
+                      "split unevenly over the ranks", stacklevel=2)
+    if not _get(ns, "train.dynamic_batch_enable"):
+        check_even_split(batch * _get(ns, "rollout.n_samples_per_prompt"),
+                         rollout_micro=_get(ns, "rollout.micro_batch_size"), ranks=effective_ranks(ns),
+                         train_micro=_get(ns, "train.micro_batch_size"), train_batch=_get(ns, "train.batch_size"))
+    return kept
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # Ray start-up
 
 
@@ -371,6 +431,11 @@ def start_ray(ns) -> None:
 
 def _prepare_run(ns) -> None:
     from rspo_patch.openrlhf.experience import is_registry_estimator
+
+    try:
+        prepare_batches(ns, count_prompts(ns))
+    except ValueError as err:
+        raise SystemExit(f"rspo_patch.openrlhf.launch: error: {err}") from None
 
     if not is_registry_estimator(_get(ns, ESTIMATOR_DEST)):
         start_ray(ns)  # built-in estimator: stock trainer, same Ray options
