@@ -227,3 +227,44 @@ def test_count_prompts_reads_the_file_as_openrlhf_does(parse_flags, tmp_path):
     ns = parse_flags("--algo.advantage.estimator", "pg", "--data.prompt_dataset", str(path), "--data.max_samples",
                      "5", hierarchical=False)
     assert launch.count_prompts(ns) == 5
+
+
+# ------------------------------------------------------------------------------------- k schedule length (item 6)
+
+
+@pytest.mark.parametrize("rows, cut", [(10, False), (10, True), (12, False)])
+def test_k_schedule_spans_the_steps_openrlhf_runs(parse_flags, tmp_path, rows, cut):
+    """The k schedule's total = the rollout steps of OpenRLHF's real loop over the loader its real prepare_datasets
+    builds (10 prompts, batch 3: 4 steps per episode, the last of 1 prompt; with the launcher's cut, 3 full ones),
+    and agrees with OpenRLHF's max_steps (LR schedule) once every batch is full."""
+    import json
+
+    from openrlhf.trainer.ppo_trainer import prepare_datasets
+    from openrlhf.utils.config import hierarchize
+    from openrlhf.utils.deepspeed import DeepspeedStrategy
+
+    from rspo_patch.charlm import build_char_tokenizer
+    from rspo_patch.openrlhf.trainer import rollout_steps
+
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps({"question": f"{i}+1=", "answer": str(i + 1)}) + "\n" for i in range(rows)))
+    flat = parse_flags("--algo.advantage.estimator", "rspo_pass", "--rspo.k", "2", "--rollout.n_samples_per_prompt",
+                       "8", "--rspo.k_schedule", "linear", "--train.num_episodes", "2", "--data.prompt_dataset",
+                       str(path), "--data.input_key", "question", "--data.label_key", "answer", hierarchical=False)
+    if cut:
+        launch.prepare_batches(flat, launch.count_prompts(flat))
+    args = hierarchize(flat)
+    strategy = DeepspeedStrategy(micro_train_batch_size=1, train_batch_size=args.train.batch_size, args=args)
+    loader, _, max_steps = prepare_datasets(strategy, build_char_tokenizer())
+    loop_steps = 0
+    for _ in range(args.train.num_episodes):  # PPOTrainer.fit: SamplesGenerator draws until the loader is exhausted
+        it = iter(loader)
+        while True:
+            prompts, _, _, exhausted = _collect_prompt_batch(it, args.rollout.batch_size)
+            loop_steps += bool(prompts)
+            if exhausted:
+                break
+    assert rollout_steps(args, len(loader), max_steps) == loop_steps
+    if cut or rows % args.rollout.batch_size == 0:
+        updates = args.rollout.batch_size * args.rollout.n_samples_per_prompt // args.train.batch_size
+        assert max_steps == loop_steps * updates
