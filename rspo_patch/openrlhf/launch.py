@@ -346,6 +346,8 @@ def count_prompts(ns) -> int:
     """Prompts OpenRLHF will load: ``len(blending_datasets(...))`` with the same flags ``prepare_datasets`` uses."""
     from openrlhf.datasets.utils import blending_datasets
 
+    if not _get(ns, "data.prompt_dataset"):
+        raise ValueError("--data.prompt_dataset is not set: there is nothing to train on")
     data = blending_datasets(_get(ns, "data.prompt_dataset"), _get(ns, "data.prompt_probs"),
                              _QuietStrategy(bool(_get(ns, "use_ms", False))), _get(ns, "train.seed", 42),
                              max_count=_get(ns, "data.max_samples"), dataset_split=_get(ns, "data.prompt_split"))
@@ -429,6 +431,19 @@ def start_ray(ns) -> None:
     ray.init(**kwargs)
 
 
+def prepare_checkpoints(ns, environ=None) -> str:
+    """``rspo_patch.openrlhf.ckpt.prepare_checkpoint_dir`` for ``--ckpt.path`` with this run's fingerprint (after
+    ``prepare_batches``: the fingerprint includes the final ``--data.max_samples``); returns "fresh" or "resume"."""
+    from rspo_patch.openrlhf.ckpt import prepare_checkpoint_dir, run_fingerprint
+
+    environ = os.environ if environ is None else environ
+    state = prepare_checkpoint_dir(_get(ns, "ckpt.path"), run_fingerprint(ns, environ), _get(ns, "ckpt.max_num", 1))
+    if state == "resume" and not _get(ns, "ckpt.load_enable"):
+        print(f"[rspo launcher] {_get(ns, 'ckpt.path')} holds a checkpoint of this run, but --ckpt.load_enable is "
+              f"off: OpenRLHF starts from step 0", file=sys.stderr, flush=True)
+    return state
+
+
 def _prepare_run(ns) -> None:
     from rspo_patch.openrlhf.experience import is_registry_estimator
 
@@ -436,6 +451,7 @@ def _prepare_run(ns) -> None:
         prepare_batches(ns, count_prompts(ns))
     except ValueError as err:
         raise SystemExit(f"rspo_patch.openrlhf.launch: error: {err}") from None
+    prepare_checkpoints(ns)
 
     if not is_registry_estimator(_get(ns, ESTIMATOR_DEST)):
         start_ray(ns)  # built-in estimator: stock trainer, same Ray options

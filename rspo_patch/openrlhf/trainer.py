@@ -20,6 +20,7 @@ check_openrlhf_version()
 
 import openrlhf.trainer.ppo_trainer as _ppo_trainer_module  # noqa: E402
 
+from rspo_patch.openrlhf.ckpt import prune_hf_copies  # noqa: E402
 from rspo_patch.openrlhf.experience import RSPOExperienceMaker  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -89,6 +90,12 @@ class RSPOPPOTrainerActor(STOCK_PPO_TRAINER.__ray_actor_class__):
     def train_step(self, rollout_samples, global_step: int):
         self.experience_maker.global_step = global_step
         return super().train_step(rollout_samples, global_step)
+
+    def save_logs_and_checkpoints(self, global_step: int, logs_dict=None, client_states=None) -> None:
+        """OpenRLHF's save, then at most ``--ckpt.max_num`` ``global_step<N>_hf`` copies (OpenRLHF never rotates them)."""
+        super().save_logs_and_checkpoints(global_step, logs_dict, client_states)
+        if self.args.ckpt.save_hf and global_step % self.args.ckpt.save_steps == 0:
+            prune_hf_copies(self.args.ckpt.path, self.args.ckpt.max_num)
 
 
 RSPOPPOTrainer = ray.remote(RSPOPPOTrainerActor)

@@ -7,6 +7,7 @@ import json
 import shutil
 import sys
 import tempfile
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -86,7 +87,9 @@ def _check_launcher_main(args):
     from rspo_patch.openrlhf import launch
     from rspo_patch.openrlhf.trainer import RSPOPPOTrainer, STOCK_PPO_TRAINER, uninstall_trainer
 
-    flags = [*RAY_FLAGS, "--actor.model_name_or_path", args.actor.model_name_or_path, "--train.partial_rollout_enable"]
+    flags = [*RAY_FLAGS, "--actor.model_name_or_path", args.actor.model_name_or_path, "--train.partial_rollout_enable",
+             "--data.prompt_dataset", args.data.prompt_dataset, "--ckpt.path",
+             str(Path(args.data.prompt_dataset).parent / "ckpt")]
     try:
         with pytest.raises(AssertionError, match="partial_rollout_enable requires"):
             launch.main(flags)
