@@ -188,6 +188,26 @@ def scatter_to_experiences(values: torch.Tensor, indices: torch.Tensor, exp_len:
     return values.reshape(-1)[indices].split(exp_len)
 
 
+def engine_verdicts(correct: torch.Tensor, truncated: torch.Tensor, num_tokens: torch.Tensor, *, kind: str,
+                    max_new_tokens: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rewards, correct) from the grader's verdicts and the ENGINE's finish reason and token count, all (B,).
+
+    correct      the grader's verdict on the text (``reward_func``'s ``rspo_correct``), 0/1
+    truncated    vLLM's ``finish_reason == "length"`` (``Experience.truncated``): graded incorrect, as evaluation does
+                 (``analysis.verify``: a truncated sample never counts)
+    num_tokens   generated tokens, stop token included (``Experience.response_length``; evaluation's ``num_tokens``)
+    rewards: pass -> correct; max -> correct * (1 - 0.5 * min(num_tokens, M) / M), M = max_new_tokens (§5.5).
+    """
+    correct = (correct > 0) & ~truncated.to(torch.bool)
+    if kind == "pass":
+        return correct.float(), correct.float()
+    if kind != "max" or not max_new_tokens:
+        raise ValueError(f"reward kind {kind!r} with max_new_tokens {max_new_tokens!r}: expected pass, or max with a "
+                         f"positive --rollout.max_new_tokens")
+    frac = num_tokens.float().clamp(0, max_new_tokens) / max_new_tokens
+    return correct.float() * (1.0 - 0.5 * frac), correct.float()
+
+
 def keep_last_token_only(action_mask: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
     """action_mask (B, A) with the rows where ``drop`` (B,) is True reduced to their last response token.
 
@@ -237,9 +257,33 @@ class RSPOExperienceMaker(RemoteExperienceMaker):
         step = min(max(int(step), 0), self.total_steps - 1)
         return k_schedule(self.rspo.k_schedule, self.rspo.k, step, self.total_steps)
 
+    def apply_engine_verdicts(self, experiences) -> None:
+        """Rewards from our reward file's verdicts plus the engine's truncation and token count, in place.
+
+        ``reward_func`` only sees the decoded text (OpenRLHF 0.11.2 passes queries, prompts, labels), so the engine's
+        ``finish_reason`` and token count reach the reward here, from ``Experience.truncated`` / ``response_length``.
+        Experiences without ``rspo_correct`` (another reward function) are left as they are. Kind: RSPO_REWARD.
+        """
+        from rspo_patch.openrlhf.reward_func import reward_kind
+
+        kind = reward_kind()
+        for experience in experiences:
+            verdict = experience.info.get("rspo_correct")
+            if verdict is None or experience.truncated is None or experience.response_length is None:
+                continue
+            rewards, correct = engine_verdicts(
+                torch.as_tensor(verdict).reshape(-1), experience.truncated.reshape(-1),
+                experience.response_length.reshape(-1), kind=kind, max_new_tokens=self.args.rollout.max_new_tokens)
+            experience.rewards = rewards.to(experience.rewards.device)
+            experience.info["reward"] = rewards.clone()
+            experience.info["rspo_correct"] = correct
+            experience.info["rspo_truncated"] = experience.truncated.reshape(-1).float()
+
     @torch.no_grad()
     def compute_advantages_and_returns(self, experiences):
-        """Registry names: weights -> per-token advantages (no whitening); built-in names: ``super()``."""
+        """Registry names: weights -> per-token advantages (no whitening); built-in names: ``super()``. Both after
+        ``apply_engine_verdicts``."""
+        self.apply_engine_verdicts(experiences)
         if not is_registry_estimator(self.advantage_estimator):
             return super().compute_advantages_and_returns(experiences)
         args = self.strategy.args

@@ -364,3 +364,45 @@ def test_dropping_every_response_keeps_the_loss_finite(parse_flags, make_experie
         assert bool(torch.isfinite(loss)) is finite
         if finite:
             assert loss.item() == 0.0 and torch.all(log_probs.grad == 0)
+
+
+# ------------------------------------------------------------------------- the engine's finish reason (item 4)
+
+
+@pytest.mark.parametrize("kind", ["pass", "max"])
+def test_rewards_use_the_engines_finish_reason_and_token_count(parse_flags, make_experiences, maker_factory,
+                                                               monkeypatch, kind):
+    """A response vLLM cut at max_new_tokens (finish_reason "length" -> Experience.truncated) is graded as evaluation
+    grades it (analysis.verify: wrong), however right its text looks to reward_func; the max reward's length is the
+    engine's token count (Experience.response_length), not a re-tokenisation."""
+    from analysis import verify
+
+    monkeypatch.setenv("RSPO_REWARD", kind)
+    monkeypatch.setenv("RSPO_MAX_NEW_TOKENS", "8")
+    name = "rspo_pass" if kind == "pass" else "rspo_max"
+    args = parse_flags("--algo.advantage.estimator", name, "--rspo.k", "2", "--rollout.n_samples_per_prompt", str(N),
+                       "--rollout.max_new_tokens", "8")
+    text_verdict = torch.tensor([1.0, 1, 0, 1, 1, 1, 0, 0] * P)  # reward_func's verdict on each text
+    truncated = torch.tensor([0, 1, 0, 0, 1, 0, 1, 0] * P, dtype=torch.bool)  # the engine's finish_reason
+    lengths = torch.tensor([3, 8, 5, 2, 8, 7, 8, 4] * P)
+    experiences = make_experiences(text_verdict, n=N, micro_batch=5)
+    for exp in experiences:  # what SamplesGenerator builds from the engine output and reward_func's extra_logs
+        exp.truncated = truncated[exp.index]
+        exp.response_length = lengths[exp.index].float()
+        exp.info["rspo_correct"] = text_verdict[exp.index].clone()
+    maker = maker_factory(RSPOExperienceMaker, args)
+    out = maker.compute_advantages_and_returns(experiences)
+
+    # evaluation's verdict: the same right answer is wrong when the engine says the sample was truncated
+    right = "so the answer is \\boxed{4}"
+    eval_correct = torch.tensor([float(bool(c) and verify.grade(right, "4", finish_reason="length" if t else "stop"))
+                                 for c, t in zip(text_verdict.tolist(), truncated.tolist())])
+    if kind == "pass":
+        expected_rewards = eval_correct
+    else:  # paper §5.5: 1 - 0.5 * L / max_new_tokens for a correct response
+        expected_rewards = eval_correct * (1 - 0.5 * lengths.float() / 8)
+    got = _by_index(out, lambda exp, row: float(exp.info["reward"][row]))
+    torch.testing.assert_close(torch.tensor([got[j] for j in range(N * P)]), expected_rewards)
+    weights = _by_index(out, lambda exp, row: float(exp.info["rspo_weight"][row]))
+    expected_w = compute_weights(name, expected_rewards.reshape(P, N), k=2).reshape(-1)
+    torch.testing.assert_close(torch.tensor([weights[j] for j in range(N * P)]), expected_w)
