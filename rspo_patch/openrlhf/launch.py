@@ -445,17 +445,16 @@ def prepare_checkpoints(ns, environ=None) -> str:
 
 
 def _prepare_run(ns) -> None:
-    from rspo_patch.openrlhf.experience import is_registry_estimator
+    """After parsing, before OpenRLHF's train(): full batches, the checkpoint directory, Ray, our trainer actor.
 
+    The trainer actor (sync mode) is installed for built-in estimators too: they get the same stop tokens, engine
+    verdicts and HF-copy rotation (its experience maker hands built-in names to OpenRLHF's own code).
+    """
     try:
         prepare_batches(ns, count_prompts(ns))
     except ValueError as err:
         raise SystemExit(f"rspo_patch.openrlhf.launch: error: {err}") from None
     prepare_checkpoints(ns)
-
-    if not is_registry_estimator(_get(ns, ESTIMATOR_DEST)):
-        start_ray(ns)  # built-in estimator: stock trainer, same Ray options
-        return
     from rspo_patch.openrlhf.trainer import install_trainer
 
     start_ray(ns)
