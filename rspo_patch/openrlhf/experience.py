@@ -224,6 +224,39 @@ def keep_last_token_only(action_mask: torch.Tensor, drop: torch.Tensor) -> torch
     return torch.where(rows & ~keep, torch.zeros_like(mask), mask)
 
 
+def kept_after_drop(zero: torch.Tensor, lengths: torch.Tensor, unit: int) -> torch.Tensor:
+    """Which responses go to the actor (bool (N,)): every non-zero weight, plus the shortest zero-weight ones needed
+    to make the count a multiple of ``unit`` (``--train.batch_size``: whole optimizer steps, equal on every rank),
+    at least one ``unit``. If N itself is not a multiple of ``unit`` nothing is dropped (the layout could not be kept).
+
+    zero (N,) bool, lengths (N,) sequence lengths (the compute a response costs); ties broken by position.
+    """
+    total = zero.numel()
+    if unit < 1 or total % unit:
+        return torch.ones(total, dtype=torch.bool)
+    nonzero = int((~zero).sum())
+    target = min(total, max(unit, -(-nonzero // unit) * unit))
+    keep = ~zero.clone()
+    pads = target - nonzero
+    if pads:
+        candidates = torch.nonzero(zero).flatten()
+        order = torch.argsort(lengths[candidates].float(), stable=True)
+        keep[candidates[order[:pads]]] = True
+    return keep
+
+
+def deal_to_ranks(lengths: list[float], ranks: int) -> list[list[int]]:
+    """Positions dealt to ``ranks`` ranks round-robin in order of decreasing length (equal counts when
+    len(lengths) % ranks == 0, similar compute per rank)."""
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    return [order[r::ranks] for r in range(ranks)]
+
+
+def largest_divisor_at_most(value: int, cap: int) -> int:
+    """The largest d <= cap dividing value (>= 1)."""
+    return max(d for d in range(1, max(1, min(cap, value)) + 1) if value % d == 0)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # the experience maker
 
@@ -329,12 +362,78 @@ class RSPOExperienceMaker(RemoteExperienceMaker):
             experience.info["rspo_k"] = torch.full_like(w, float(k))
             clipped = (w < clip[0]) | (w > clip[1]) if clip else torch.zeros_like(zero)
             experience.info["rspo_weight_clipped"] = clipped.float()
-            if drop_zero:
-                drop = zero.to(experience.action_mask.device)
-                experience.action_mask = keep_last_token_only(experience.action_mask, drop)
-                rows = drop.unsqueeze(1)
-                experience.advantages = experience.advantages.masked_fill(rows, 0.0)
-                experience.returns = experience.returns.masked_fill(rows, 0.0)
-                experience.info["rspo_dropped"] = drop.float()
             experience.kl = None
+        if drop_zero:
+            experiences = self.drop_zero_weight(experiences)
         return experiences
+
+    def drop_zero_weight(self, experiences):
+        """Remove exactly-zero-weight responses from the actor's update: no forward/backward runs for them.
+
+        The responses are split into single samples (OpenRLHF's ``split_experience_batch``), ``kept_after_drop``
+        keeps every non-zero weight plus the shortest zero-weight ones that round the count up to whole
+        ``--train.batch_size`` optimizer steps (DeepSpeed's accumulation count is fixed; every rank must run the same
+        number of micro-batches), those pads lose all but their last loss token (``keep_last_token_only``: zero
+        advantage, one token in the token-mean normaliser), and the kept samples are dealt to the ranks by length and
+        re-batched (``make_experience_batch``) so ``async_run_method_batch`` hands every rank the same count.
+        The whole rollout stays in ``self.full_rollout`` for OpenRLHF's rollout statistics (see trainer.py); the
+        numbers go to ``self.drop_stats`` (logged as rollout/rspo_*).
+        """
+        from openrlhf.trainer.ppo_utils.experience import make_experience_batch, split_experience_batch
+
+        args = self.strategy.args
+        self.full_rollout = list(experiences)
+        items = [item for experience in experiences for item in split_experience_batch(experience)]
+        zero = torch.tensor([bool(item.info["rspo_zero_weight"] > 0) for item in items])
+        lengths = torch.tensor([float(item.attention_mask.sum()) for item in items])
+        keep = kept_after_drop(zero, lengths, args.train.batch_size)
+        kept = [item for item, k in zip(items, keep.tolist()) if k]
+        for item in kept:
+            pad = bool(item.info["rspo_zero_weight"] > 0)
+            item.info["rspo_dropped"] = torch.tensor(float(pad))
+            if pad:
+                item.action_mask = keep_last_token_only(item.action_mask.unsqueeze(0), torch.tensor([True]))[0]
+                item.advantages = torch.zeros_like(item.advantages)
+                item.returns = torch.zeros_like(item.returns)
+        ranks = (args.actor.num_nodes * args.actor.num_gpus_per_node // args.ds.ring_attn_size
+                 // args.ds.tensor_parallel_size)
+        if len(kept) % ranks:  # only when nothing could be dropped and the step itself is uneven
+            ranks = 1
+        per_rank = len(kept) // ranks
+        size = largest_divisor_at_most(per_rank, args.rollout.micro_batch_size)
+        out = []
+        for positions in deal_to_ranks([float(item.attention_mask.sum()) for item in kept], ranks):
+            for start in range(0, per_rank, size):
+                out.append(_stack_info(make_experience_batch([kept[i] for i in positions[start:start + size]])))
+        tokens_all = float(lengths.sum())
+        tokens_kept = float(sum(float(item.attention_mask.sum()) for item in kept))
+        self.drop_stats = {
+            "rollout/rspo_zero_weight_fraction": float(zero.float().mean()),
+            "rollout/rspo_dropped_fraction": 1.0 - len(kept) / len(items),
+            "rollout/rspo_padding_fraction": (len(kept) - int((~zero).sum())) / len(items),
+            "rollout/rspo_train_token_fraction": tokens_kept / tokens_all if tokens_all else 1.0,
+        }
+        return out
+
+    def take_full_rollout(self):
+        """(the whole rollout before dropping or None, the drop statistics), then forget both (one step)."""
+        full, stats = getattr(self, "full_rollout", None), getattr(self, "drop_stats", None) or {}
+        self.full_rollout, self.drop_stats = None, None
+        return full, stats
+
+
+def rollout_stats(compute, maker, experiences) -> dict:
+    """``compute(full rollout)`` plus the maker's drop statistics (``RSPOExperienceMaker.take_full_rollout``)."""
+    full, extra = maker.take_full_rollout() if isinstance(maker, RSPOExperienceMaker) else (None, {})
+    stats = compute(full if full is not None else experiences)
+    stats.update(extra)
+    return stats
+
+
+def _stack_info(experience):
+    """``make_experience_batch`` leaves per-sample info as a list of 0-d tensors: stack them into (B,) tensors, as
+    the experience maker's own output has them (OpenRLHF's rollout statistics torch.cat them)."""
+    for key, value in list(experience.info.items()):
+        if isinstance(value, list) and value and all(isinstance(v, torch.Tensor) and v.dim() == 0 for v in value):
+            experience.info[key] = torch.stack(value)
+    return experience

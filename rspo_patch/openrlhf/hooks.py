@@ -25,7 +25,7 @@ def patch_ppo_trainer_module(module) -> None:
 
     Idempotent: a second call rebinds the same class and leaves the train_step wrapper as it is.
     """
-    from rspo_patch.openrlhf.experience import RSPOExperienceMaker
+    from rspo_patch.openrlhf.experience import RSPOExperienceMaker, rollout_stats
 
     module.RemoteExperienceMaker = RSPOExperienceMaker
     base = module.BasePPOTrainer
@@ -41,6 +41,15 @@ def patch_ppo_trainer_module(module) -> None:
     train_step._rspo_wrapped = True
     train_step.__wrapped__ = original
     base.train_step = train_step
+
+    original_stats = base._compute_rollout_stats
+
+    def _compute_rollout_stats(self, experiences):
+        """OpenRLHF's rollout statistics over the whole rollout, before --rspo.drop_zero_weight."""
+        return rollout_stats(lambda exps: original_stats(self, exps), self.experience_maker, experiences)
+
+    _compute_rollout_stats.__wrapped__ = original_stats
+    base._compute_rollout_stats = _compute_rollout_stats
 
 
 class _PatchingLoader(importlib.abc.Loader):

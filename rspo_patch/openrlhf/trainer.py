@@ -22,7 +22,7 @@ import openrlhf.trainer.ppo_trainer as _ppo_trainer_module  # noqa: E402
 import openrlhf.trainer.ppo_utils.samples_generator as _samples_generator_module  # noqa: E402
 
 from rspo_patch.openrlhf.ckpt import prune_hf_copies  # noqa: E402
-from rspo_patch.openrlhf.experience import RSPOExperienceMaker  # noqa: E402
+from rspo_patch.openrlhf.experience import RSPOExperienceMaker, rollout_stats  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +130,11 @@ class RSPOPPOTrainerActor(STOCK_PPO_TRAINER.__ray_actor_class__):
     def train_step(self, rollout_samples, global_step: int):
         self.experience_maker.global_step = global_step
         return super().train_step(rollout_samples, global_step)
+
+    def _compute_rollout_stats(self, experiences):
+        """OpenRLHF's rollout statistics over the WHOLE rollout (before ``--rspo.drop_zero_weight`` removed
+        responses), plus the drop statistics."""
+        return rollout_stats(super()._compute_rollout_stats, self.experience_maker, experiences)
 
     def save_logs_and_checkpoints(self, global_step: int, logs_dict=None, client_states=None) -> None:
         """OpenRLHF's save, then at most ``--ckpt.max_num`` ``global_step<N>_hf`` copies (OpenRLHF never rotates them)."""
