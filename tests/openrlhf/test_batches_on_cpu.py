@@ -107,6 +107,12 @@ def micro_batches_per_rank(args, num_prompts: int, monkeypatch) -> list[int]:
     maker = object.__new__(RemoteExperienceMaker)
     maker.args, maker.tokenizer = args, SimpleNamespace(pad_token_id=0)
     experiences = maker.split_rollout_samples(_rollout_samples(num_prompts, args.rollout.n_samples_per_prompt))
+    return distribute(args, experiences, monkeypatch)
+
+
+def distribute(args, experiences, monkeypatch) -> list[int]:
+    """``experiences`` (what the experience maker returns) to the ranks as ``train_step`` appends them; micro-batches
+    per rank."""
     ranks = [_Rank(args.train.micro_batch_size) for _ in range(args.actor.num_nodes * args.actor.num_gpus_per_node)]
     group = object.__new__(ray_launcher.RayActorGroup)
     group._actor_handlers = [_Handle(rank) for rank in ranks]
@@ -268,3 +274,42 @@ def test_k_schedule_spans_the_steps_openrlhf_runs(parse_flags, tmp_path, rows, c
     if cut or rows % args.rollout.batch_size == 0:
         updates = args.rollout.batch_size * args.rollout.n_samples_per_prompt // args.train.batch_size
         assert max_steps == loop_steps * updates
+
+
+# ---------------------------------------------------------------- with --rspo.drop_zero_weight (item 7 meets item 1)
+
+
+def test_every_paper_cell_stays_even_after_dropping_zero_weights(paper_train_argvs, make_experiences, maker_factory,
+                                                                 monkeypatch):
+    """A full rollout step of each paper cell through the REAL RSPOExperienceMaker with --rspo.drop_zero_weight
+    (synthetic rewards: per-prompt success rates spread over [0, 1]), then OpenRLHF's distribution: every rank runs
+    the same number of micro-batches, a whole number of optimizer steps, and fewer than without dropping."""
+    from openrlhf.utils.config import hierarchize
+
+    from rspo_patch.openrlhf.experience import RSPOExperienceMaker
+    from rspo_patch.openrlhf.trainer import rollout_steps
+
+    seen = {}
+    for cell, argv in sorted(paper_train_argvs.items()):
+        flat = launch.parse_args(argv, hierarchical=False)
+        assert getattr(flat, "rspo.drop_zero_weight"), f"{cell}: the paper removes zero-weight responses (§5.1)"
+        args = hierarchize(flat)
+        key = (args.algo.advantage.estimator, args.rspo.k, args.rollout.n_samples_per_prompt, "max" in cell)
+        if key in seen:
+            continue
+        n, prompts = args.rollout.n_samples_per_prompt, args.rollout.batch_size
+        gen = torch.Generator().manual_seed(0)
+        rates = torch.linspace(0, 1, prompts).unsqueeze(1)
+        correct = (torch.rand(prompts, n, generator=gen) < rates).float()
+        rewards = correct * (1 - 0.5 * torch.rand(prompts, n, generator=gen)) if "reward~max" in cell else correct
+        maker = maker_factory(RSPOExperienceMaker, args)
+        maker.total_steps = rollout_steps(args, launch.prepare_batches(flat, MATH_TRAIN_ROWS))  # as the trainer sets it
+        out = maker.compute_advantages_and_returns(
+            make_experiences(rewards, n=n, micro_batch=args.rollout.micro_batch_size))
+        per_rank = distribute(args, out, monkeypatch)
+        gas = args.train.batch_size // args.train.micro_batch_size // 8
+        full = prompts * n // args.train.micro_batch_size // 8
+        assert len(set(per_rank)) == 1 and per_rank[0] % gas == 0 and per_rank[0] <= full, (cell, per_rank)
+        seen[key] = (per_rank[0], full, maker.take_full_rollout()[1]["rollout/rspo_dropped_fraction"])
+    assert len(seen) >= 20
+    assert any(kept < full for kept, full, _ in seen.values())
