@@ -27,20 +27,26 @@ seq-mean-token-mean gives ``-(1/(P n)) sum_i (w_i / L_i) sum_t log pi(y_i,t)``: 
 ``1 / L_i``, a length-dependent factor that biases the update towards short responses and breaks unbiasedness.
 
 Zero weights and ``--rspo.drop_zero_weight``: RSPO gives exactly zero weight to wrong answers and to whole groups whose
-``n - c < k - 1`` (paper §5: "we remove zero gradient weight responses"). OpenRLHF 0.11.2 has no mechanism to skip a
-sample's forward/backward: DeepSpeed's gradient-accumulation schedule is fixed by ``--train.batch_size``, and removing
-samples from the replay buffer would leave data-parallel ranks with different numbers of micro-batches. So the flag
-removes a dropped response from the loss instead: its ``action_mask`` is cleared on every token but the last, and its
-advantages/returns are zero. Its policy-gradient contribution is exactly zero (as it already is for a zero weight with
-kl_coef = 0), it no longer receives per-token KL penalties, KL-loss or entropy gradients, and it leaves the token-mean
-normaliser (one token instead of its length). One token is kept because 0.11.2 divides by the per-micro-batch token
-count all-reduced over ranks (``ppo_actor.ppo_train``) and by the step's token count (``aggregate_loss``): a micro-batch
-of fully masked rows on every rank would raise ZeroDivisionError or make the loss NaN. Compute is not saved.
+``n - c < k - 1`` (paper §5.1: "we remove zero gradient weight responses to reduce training time"). With the flag,
+``drop_zero_weight`` takes those responses out of the list handed to the actor ranks, so no training forward/backward
+runs for them. Two constraints of 0.11.2 shape it: DeepSpeed's gradient-accumulation count is fixed by
+``--train.batch_size``, and every rank must run the same number of micro-batches (collectives per micro-batch and per
+optimizer step). So the kept count is rounded UP to whole ``--train.batch_size`` steps with the shortest zero-weight
+responses as padding; a pad keeps only its last loss token (``keep_last_token_only``) and zero advantages, because
+0.11.2 divides by the step's token count all-reduced over ranks (a step of fully masked rows would make the loss NaN);
+and the kept responses are dealt to the ranks by length in equal numbers. A zero weight contributes nothing to the
+policy gradient with kl_coef = 0 either way; what changes is compute and the token-mean normaliser (dropped tokens no
+longer count). OpenRLHF's rollout statistics still see the whole rollout (``take_full_rollout``, trainer.py).
+
+Engine verdicts: OpenRLHF passes the reward file only the decoded text, so ``apply_engine_verdicts`` recomputes every
+reward from the text's verdict (``rspo_correct``) and the engine's finish reason / token count (truncated -> wrong, as
+evaluation grades it; the max reward's length = the engine's count), for built-in estimators too.
 
 Logged (every tensor in ``experience.info`` reaches train/* in TensorBoard / W&B, averaged over samples):
 ``rspo_weight`` (the weight, before clipping), ``rspo_zero_weight`` (fraction of exactly-zero weights),
 ``rspo_weight_clipped`` (fraction clamped by ``--reward.clip_range``), ``rspo_k`` (k used this step), and with
-``--rspo.drop_zero_weight`` ``rspo_dropped`` (fraction removed from the update). OpenRLHF itself logs ``reward``,
+``--rspo.drop_zero_weight`` ``rspo_dropped`` (1 on padding responses) and, per rollout step, ``rollout/rspo_*``:
+zero-weight, removed and padding fractions, and the fraction of tokens still trained on. OpenRLHF itself logs ``reward``,
 ``return``, ``group_reward_std``, ``policy_loss``, ``kl`` and, when ``--actor.entropy_coef`` is not None (the launcher
 defaults it to 0: computed and logged, not optimised), ``entropy_loss`` = the token-mean policy entropy.
 """
@@ -111,7 +117,7 @@ class RSPOSettings:
     k               the estimator's k at step 0 (k0 of the schedule)
     k_schedule      constant | linear | cosine (``rspo_patch.estimators.k_schedule``)
     schedule_steps  rollout steps the schedule spans; None: the trainer derives it from the prompt dataset
-    drop_zero_weight remove exactly-zero-weight responses from the policy loss (see module docstring)
+    drop_zero_weight remove exactly-zero-weight responses from the actor's update (see module docstring)
     hyperparameters keyword hyperparameters of the estimator (``--rspo.hp``)
     """
 

@@ -7,7 +7,7 @@ Every OpenRLHF flag works as in ``python -m openrlhf.cli.train_ppo_ray``; in add
   --rspo.k_schedule KIND            constant (default) | linear | cosine: k decays from K to 1 over training
   --rspo.schedule_steps S           rollout steps the schedule spans (default: derived from the prompt set;
                                     required for non-constant schedules with --train.async_enable)
-  --rspo.drop_zero_weight           remove exactly-zero-weight responses from the policy loss (experience.py)
+  --rspo.drop_zero_weight           remove exactly-zero-weight responses from the actor's update (experience.py)
   --rspo.hp KEY=VALUE ...           estimator hyperparameters (e.g. beta=2 for rs_grpo)
   --rspo.max_abs_reward M           bound on |reward| used to size the default --reward.clip_range (default 1)
   --rspo.no_entropy_log             do not compute/log the policy entropy (saves the actor's entropy pass)
@@ -22,6 +22,14 @@ How: OpenRLHF builds its parser under ``if __name__ == "__main__"``, so the laun
 flags, parses, validates (ValueError -> argparse error, exit 2, before Ray or any model starts), fills defaults,
 starts Ray and rebinds ``openrlhf.trainer.ppo_trainer.PPOTrainer`` to ``RSPOPPOTrainer``; then OpenRLHF's own
 ``__main__`` continues and calls ``train(args)``. The module runs via ``runpy.run_module(..., run_name="__main__")``.
+
+Before Ray starts (``_prepare_run``), for every estimator:
+  * ``--data.max_samples`` is cut to whole rollout batches (``prepare_batches``; a partial last batch splits unevenly
+    over the ranks and hangs them) and one full step is checked to split evenly (``batches.check_even_split``);
+  * ``--ckpt.path`` is tied to this run (``prepare_checkpoints`` / ckpt.py): a checkpoint made with other settings,
+    base weights, data or reward file, or a half-written one, is moved aside with the reason and the run starts fresh;
+  * our trainer actor replaces OpenRLHF's (trainer.py): registry estimators, rollouts that stop on evaluation's stop
+    tokens, rewards with the engine's truncation, at most ``--ckpt.max_num`` HF copies.
 
 Defaults changed for registry estimators only when the user did not set them:
   --reward.clip_range   (-B, B), B = max(10, 2 * max(k, n) * max_abs_reward): OpenRLHF clamps the per-sample scalar
@@ -118,7 +126,7 @@ def build_parser_hook(parser: argparse.ArgumentParser) -> bool:
     group.add_argument("--rspo.k_schedule", choices=list(K_SCHEDULES), default="constant", help="k schedule")
     group.add_argument("--rspo.schedule_steps", type=int, default=None, help="rollout steps the k schedule spans")
     group.add_argument("--rspo.drop_zero_weight", action="store_true", default=False,
-                       help="remove exactly-zero-weight responses from the policy loss")
+                       help="remove exactly-zero-weight responses from the actor's update (no forward/backward)")
     group.add_argument("--rspo.hp", nargs="*", default=[], metavar="KEY=VALUE", help="estimator hyperparameters")
     group.add_argument("--rspo.max_abs_reward", type=float, default=1.0,
                        help="bound on |reward| used to size the default --reward.clip_range")
