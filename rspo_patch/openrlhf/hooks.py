@@ -6,7 +6,9 @@ of the driver. The launcher then starts Ray with
 at start-up. The hook is lazy because it also runs in vLLM and model workers that never build a trainer: it only
 registers an import hook (no OpenRLHF/torch import). If and when a worker imports ``openrlhf.trainer.ppo_trainer``,
 ``patch_ppo_trainer_module`` rebinds that module's ``RemoteExperienceMaker`` (which ``BasePPOTrainer.__init__`` looks up
-at call time) to ``RSPOExperienceMaker`` and wraps ``BasePPOTrainer.train_step`` so the k schedule sees the step.
+at call time) to ``RSPOExperienceMaker``, wraps ``BasePPOTrainer.train_step`` so the k schedule sees the step,
+``_compute_rollout_stats`` (statistics of the whole rollout under ``--rspo.drop_zero_weight``) and
+``SamplesGenerator.__init__`` (rollouts stop on evaluation's stop tokens, sampling.py).
 ``rspo_patch`` must be installed in the workers' environment (``pip install -e .``): the hook runs before any
 working_dir is unpacked.
 """
@@ -50,6 +52,10 @@ def patch_ppo_trainer_module(module) -> None:
 
     _compute_rollout_stats.__wrapped__ = original_stats
     base._compute_rollout_stats = _compute_rollout_stats
+
+    from rspo_patch.openrlhf.sampling import patch_samples_generator_class
+
+    patch_samples_generator_class(module.SamplesGenerator)  # the async rollout actor builds its own generator
 
 
 class _PatchingLoader(importlib.abc.Loader):

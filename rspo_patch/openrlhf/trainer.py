@@ -19,10 +19,10 @@ from rspo_patch.openrlhf._version import check_openrlhf_version
 check_openrlhf_version()
 
 import openrlhf.trainer.ppo_trainer as _ppo_trainer_module  # noqa: E402
-import openrlhf.trainer.ppo_utils.samples_generator as _samples_generator_module  # noqa: E402
 
 from rspo_patch.openrlhf.ckpt import prune_hf_copies  # noqa: E402
 from rspo_patch.openrlhf.experience import RSPOExperienceMaker, rollout_stats  # noqa: E402
+from rspo_patch.openrlhf.sampling import install_stop_tokens, training_stop_token_ids  # noqa: E402,F401
 
 logger = logging.getLogger(__name__)
 
@@ -49,43 +49,6 @@ def rollout_steps(args, num_prompts: int, max_steps: int | None = None) -> int:
                            "%s is not a multiple of --rollout.batch_size %s", max_steps, total, updates, num_prompts,
                            batch)
     return total
-
-
-def training_stop_token_ids(model_path: str, tokenizer) -> list[int]:
-    """The token ids evaluation stops at, for the actor model: ``analysis.generate.stop_token_ids`` (tokenizer EOS,
-    the generation-config EOS, the chat turn-end tokens in the vocabulary), with the generation-config EOS loaded as
-    ``analysis.generate.generate`` loads it."""
-    from transformers import GenerationConfig
-
-    from analysis.generate import stop_token_ids
-
-    try:
-        model_eos = GenerationConfig.from_pretrained(model_path).eos_token_id
-    except OSError:  # no generation_config.json
-        model_eos = None
-    return stop_token_ids(tokenizer, model_eos)
-
-
-class StopTokenSamplingParams:
-    """Stands where OpenRLHF's ``SamplesGenerator._dispatch_prompts_to_vllm`` looks up ``SamplingParams`` (a module
-    global of ``openrlhf.trainer.ppo_utils.samples_generator``, read at call time): builds vLLM's SamplingParams with
-    the given keywords plus ``stop_token_ids`` (OpenRLHF 0.11.2 sets none, so a base model writing a chat turn-end
-    token ran on into invented turns that evaluation never sees)."""
-
-    def __init__(self, factory, stop_ids):
-        self.factory = factory
-        self.stop_ids = sorted(int(i) for i in stop_ids)
-
-    def __call__(self, **kwargs):
-        ids = sorted(set(kwargs.pop("stop_token_ids", None) or []) | set(self.stop_ids))
-        return self.factory(**kwargs, stop_token_ids=ids)
-
-
-def install_stop_tokens(stop_ids) -> None:
-    """Make every rollout (and OpenRLHF's built-in eval) of this process stop at ``stop_ids`` (idempotent)."""
-    current = _samples_generator_module.SamplingParams
-    factory = current.factory if isinstance(current, StopTokenSamplingParams) else current
-    _samples_generator_module.SamplingParams = StopTokenSamplingParams(factory, stop_ids)
 
 
 def attach_rspo_experience_maker(trainer) -> RSPOExperienceMaker:

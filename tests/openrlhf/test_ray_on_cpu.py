@@ -117,6 +117,7 @@ def test_async_hook_patches_lazily_on_import(parse_flags, make_experiences):
         assert module is not saved
         assert module.RemoteExperienceMaker is RSPOExperienceMaker
         assert module.BasePPOTrainer.train_step._rspo_wrapped
+        assert module.SamplesGenerator.__init__._rspo_wrapped  # stop tokens in the async rollout actor
         hooks.setup()  # idempotent on an already imported module
         assert module.BasePPOTrainer.train_step.__wrapped__.__module__ == name
 
@@ -130,6 +131,9 @@ def test_async_hook_patches_lazily_on_import(parse_flags, make_experiences):
         torch.testing.assert_close(_weights_by_index(out), compute_weights("rspo_max", rewards, k=3).reshape(-1))
     finally:
         hooks.teardown()
+        generator_cls = sys.modules["openrlhf.trainer.ppo_utils.samples_generator"].SamplesGenerator
+        if getattr(generator_cls.__init__, "_rspo_wrapped", False):
+            generator_cls.__init__ = generator_cls.__init__.__wrapped__
         sys.modules[name] = saved
         trainer_pkg.ppo_trainer = saved
 

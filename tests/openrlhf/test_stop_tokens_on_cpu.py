@@ -152,3 +152,23 @@ def test_install_is_idempotent_and_keeps_callers_stop_ids(monkeypatch):
     params = samples_generator.SamplingParams(temperature=0.5, stop_token_ids=[9])
     assert params.kwargs == {"temperature": 0.5, "stop_token_ids": [3, 7, 9]}
     assert json.dumps(params.kwargs)  # plain ints
+
+
+def test_async_path_installs_stop_tokens_when_a_generator_is_built(parse_flags, qwen_like, monkeypatch):
+    """--train.async_enable builds SamplesGenerator inside OpenRLHF's rollout actor: the worker hook wraps its
+    __init__ (sampling.patch_samples_generator_class), so the real constructor installs the same stop ids."""
+    from transformers import GenerationConfig
+
+    from rspo_patch.openrlhf.sampling import patch_samples_generator_class
+
+    model_dir, tok = qwen_like
+    monkeypatch.setattr(samples_generator, "SamplingParams", RecordingSamplingParams)
+    monkeypatch.setattr(samples_generator.SamplesGenerator, "__init__", samples_generator.SamplesGenerator.__init__)
+    patch_samples_generator_class(samples_generator.SamplesGenerator)
+    patch_samples_generator_class(samples_generator.SamplesGenerator)  # idempotent
+    args = parse_flags("--algo.advantage.estimator", "rspo_pass", "--rspo.k", "2", "--rollout.n_samples_per_prompt",
+                       "4", "--actor.model_name_or_path", str(model_dir))
+    samples_generator.SamplesGenerator(SimpleNamespace(args=args), None, None, tok, [])
+    params = samples_generator.SamplingParams(temperature=1.0)
+    assert params.kwargs["stop_token_ids"] == stop_token_ids(tok, GenerationConfig.from_pretrained(model_dir)
+                                                             .eos_token_id)
