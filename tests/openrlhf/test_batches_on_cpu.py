@@ -16,6 +16,7 @@ returns its argument and a rank handle's ``execute_batch.remote`` calls the real
 
 from __future__ import annotations
 
+import copy
 import shlex
 import sys
 from pathlib import Path
@@ -54,6 +55,12 @@ def paper_train_argvs():
         tail = cmd.split("rspo_patch.openrlhf.launch", 1)[1].split(" > ", 1)[0]
         out[wildcards["cell"]] = shlex.split(tail.replace("$(mktemp -d /tmp/ray-rspo.XXXXXX)", "/tmp/unused"))
     return out
+
+
+@pytest.fixture(scope="module")
+def paper_cells(paper_train_argvs):
+    """cell -> flat namespace of its train command, parsed once by OpenRLHF's parser via the launcher."""
+    return {cell: launch.parse_args(argv, hierarchical=False) for cell, argv in sorted(paper_train_argvs.items())}
 
 
 # ------------------------------------------------------------------------------------------- OpenRLHF's own code
@@ -150,11 +157,11 @@ def _distribution_ok(args, num_prompts, monkeypatch, cache) -> tuple[bool, list]
 # ------------------------------------------------------------------------------------------------------------ tests
 
 
-def test_every_paper_cell_runs_equal_micro_batches_on_every_rank(paper_train_argvs, monkeypatch):
-    assert len(paper_train_argvs) == 30  # 23 cells on the 1.5B model + 7 on the 7B one (config/paper.yaml)
+def test_every_paper_cell_runs_equal_micro_batches_on_every_rank(paper_cells, monkeypatch):
+    assert len(paper_cells) == 30  # 23 cells on the 1.5B model + 7 on the 7B one (config/paper.yaml)
     cache: dict = {}
-    for cell, argv in sorted(paper_train_argvs.items()):
-        flat = launch.parse_args(argv, hierarchical=False)
+    for cell, flat in paper_cells.items():
+        flat = copy.copy(flat)
         kept = launch.prepare_batches(flat, MATH_TRAIN_ROWS)
         assert getattr(flat, "data.max_samples") == kept
         from openrlhf.utils.config import hierarchize
@@ -171,17 +178,17 @@ def test_every_paper_cell_runs_equal_micro_batches_on_every_rank(paper_train_arg
         assert per_rank % gas == 0, f"{cell}: {per_rank} micro-batches per rank, {gas} per optimizer step"
 
 
-def test_control_the_full_prompt_set_hangs_at_epoch_end(paper_train_argvs, monkeypatch):
+def test_control_the_full_prompt_set_hangs_at_epoch_end(paper_cells, monkeypatch):
     """Control: with all 7,500 prompts (what the launcher passed before) the last step (76 prompts) splits unevenly
     at n = 16 (ranks get 40 and 24 micro-batches), and evenly only at n = 32: the check above is not vacuous."""
     from openrlhf.utils.config import hierarchize
 
     cell16 = "model~qwen25_math_1p5b/algo~rspo_pass/k~4/n~16/reward~pass/seed~0"
     cell32 = "model~qwen25_math_1p5b/algo~rspo_pass/k~4/n~32/reward~pass/seed~0"
-    args16 = hierarchize(launch.parse_args(paper_train_argvs[cell16], hierarchical=False))
+    args16 = hierarchize(copy.copy(paper_cells[cell16]))
     ok, bad = _distribution_ok(args16, MATH_TRAIN_ROWS, monkeypatch, {})
     assert not ok and bad == [(58, 76, [40] * 7 + [24])]
-    args32 = hierarchize(launch.parse_args(paper_train_argvs[cell32], hierarchical=False))
+    args32 = hierarchize(copy.copy(paper_cells[cell32]))
     assert _distribution_ok(args32, MATH_TRAIN_ROWS, monkeypatch, {})[0]
 
 
@@ -279,7 +286,7 @@ def test_k_schedule_spans_the_steps_openrlhf_runs(parse_flags, tmp_path, rows, c
 # ---------------------------------------------------------------- with --rspo.drop_zero_weight (item 7 meets item 1)
 
 
-def test_every_paper_cell_stays_even_after_dropping_zero_weights(paper_train_argvs, make_experiences, maker_factory,
+def test_every_paper_cell_stays_even_after_dropping_zero_weights(paper_cells, make_experiences, maker_factory,
                                                                  monkeypatch):
     """A full rollout step of each paper cell through the REAL RSPOExperienceMaker with --rspo.drop_zero_weight
     (synthetic rewards: per-prompt success rates spread over [0, 1]), then OpenRLHF's distribution: every rank runs
@@ -290,8 +297,8 @@ def test_every_paper_cell_stays_even_after_dropping_zero_weights(paper_train_arg
     from rspo_patch.openrlhf.trainer import rollout_steps
 
     seen = {}
-    for cell, argv in sorted(paper_train_argvs.items()):
-        flat = launch.parse_args(argv, hierarchical=False)
+    for cell, flat in paper_cells.items():
+        flat = copy.copy(flat)
         assert getattr(flat, "rspo.drop_zero_weight"), f"{cell}: the paper removes zero-weight responses (§5.1)"
         args = hierarchize(flat)
         key = (args.algo.advantage.estimator, args.rspo.k, args.rollout.n_samples_per_prompt, "max" in cell)
