@@ -387,10 +387,14 @@ def prepare_batches(ns, num_prompts: int) -> int:
     if _get(ns, "algo.dynamic_filtering_enable"):
         warnings.warn("--algo.dynamic_filtering_enable: the last rollout step of an episode may be partial and "
                       "split unevenly over the ranks", stacklevel=2)
+    ranks, train_micro, train_batch = effective_ranks(ns), _get(ns, "train.micro_batch_size"), _get(ns, "train.batch_size")
+    if _get(ns, "rspo.drop_zero_weight") and train_batch % (train_micro * ranks):
+        raise ValueError(f"--rspo.drop_zero_weight keeps whole optimizer steps: --train.batch_size {train_batch} must "
+                         f"be a multiple of --train.micro_batch_size {train_micro} x {ranks} data-parallel ranks")
     if not _get(ns, "train.dynamic_batch_enable"):
         check_even_split(batch * _get(ns, "rollout.n_samples_per_prompt"),
-                         rollout_micro=_get(ns, "rollout.micro_batch_size"), ranks=effective_ranks(ns),
-                         train_micro=_get(ns, "train.micro_batch_size"), train_batch=_get(ns, "train.batch_size"))
+                         rollout_micro=_get(ns, "rollout.micro_batch_size"), ranks=ranks, train_micro=train_micro,
+                         train_batch=train_batch)
     return kept
 
 

@@ -228,6 +228,10 @@ def test_prepare_batches_cuts_to_full_batches_and_rejects_uneven_splits(parse_fl
                          "--actor.num_gpus_per_node", "4", "--rollout.micro_batch_size", "4", hierarchical=False)
     with pytest.raises(ValueError, match=r"reaches the 4 ranks as \[4, 4, 4, 0\] samples"):
         launch.prepare_batches(uneven, 30)
+    dropping = parse_flags("--algo.advantage.estimator", "rspo_pass", "--rspo.k", "2", "--rollout.n_samples_per_prompt",
+                           "8", "--actor.num_gpus_per_node", "5", "--rspo.drop_zero_weight", hierarchical=False)
+    with pytest.raises(ValueError, match="--train.batch_size 24 must be a multiple of --train.micro_batch_size 1 x 5"):
+        launch.prepare_batches(dropping, 30)
 
 
 def test_count_prompts_reads_the_file_as_openrlhf_does(parse_flags, tmp_path):
