@@ -52,8 +52,8 @@ from rspo_core.atomic import atomic_path, write_text_atomic
 from rspo_core.cli import parse_strict
 from rspo_core.fingerprint import file_sha256, model_sha256, stale_reason
 from rspo_core.prompts import TEMPLATES, adds_special_tokens, format_prompt
-from rspo_core.sampler import (FINISH_REASONS, SamplingConfig, clean_generation_config, problem_seed, row_seeds,
-                               sample, stop_token_ids)
+from rspo_core.sampler import (FINISH_REASONS, SamplingConfig, clean_generation_config, model_stop_token_ids,
+                               problem_seed, row_seeds, sample)
 
 log = logging.getLogger("analysis.generate")
 
@@ -351,15 +351,11 @@ def generate(model_dir, data_path, out_path, *, benchmark: str, n: int, temperat
         raise ValueError(f"data={str(data_path)!r}: problem id {dup!r} occurs more than once; ids must be unique")
     BACKENDS[backend].check_available()
 
-    from transformers import AutoTokenizer, GenerationConfig
+    from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     tmpl = resolve_template(template, tokenizer)
-    try:
-        model_eos = GenerationConfig.from_pretrained(model_dir).eos_token_id
-    except OSError:  # no generation_config.json
-        model_eos = None
-    stop_ids = stop_token_ids(tokenizer, model_eos)
+    stop_ids = model_stop_token_ids(model_dir, tokenizer)
     gen_config = {"backend": backend, "n": n, "temperature": temperature, "top_p": top_p,
                   "max_new_tokens": max_new_tokens, "template": tmpl, "seed": seed}
 

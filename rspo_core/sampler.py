@@ -81,6 +81,18 @@ def stop_token_ids(tokenizer, model_eos: int | list[int] | None = None) -> list[
     return sorted(ids)
 
 
+def model_stop_token_ids(model_dir: str, tokenizer) -> list[int]:
+    """:func:`stop_token_ids` for the model in ``model_dir``, with the EOS of its ``generation_config.json`` (none if the
+    folder has no such file): the stop rule of evaluation (analysis.generate) and of OpenRLHF's rollouts alike."""
+    from transformers import GenerationConfig
+
+    try:
+        model_eos = GenerationConfig.from_pretrained(model_dir).eos_token_id
+    except OSError:  # no generation_config.json
+        model_eos = None
+    return stop_token_ids(tokenizer, model_eos)
+
+
 def split_at_stop(token_ids: list[int], stop_ids: set[int]) -> tuple[list[int], str, int]:
     """Cut generated ids at the first stop token.
 

@@ -14,13 +14,18 @@ Environment (the launcher puts these in Ray's runtime_env, so every worker sees 
   RSPO_MAX_NEW_TOKENS  max_new_tokens of the length penalty (the launcher copies --rollout.max_new_tokens); required
                        for max.
   RSPO_TOKENIZER       tokenizer (local folder or hub id already in the cache; the launcher uses the actor model) used
-                       to count response tokens by re-encoding the response text. Without one, or if it fails to load,
-                       the count is the character proxy ceil(len(response) / 4) and ``rspo_token_proxy`` is logged 1.
-                       With a tokenizer, a response reaching max_new_tokens is graded as truncated (finish_reason
-                       "length"), as in evaluation.
+                       to count response tokens by re-encoding the response text, for the PROVISIONAL max reward.
+                       Without one, or if it fails to load, the count is the character proxy ceil(len(response) / 4)
+                       and ``rspo_token_proxy`` is logged 1.
   RSPO_GRADE_FALLBACK  answer-extraction fallback of the grader (config ``grader.fallback``: last_number, or empty /
                        none for boxed answers only); the train rule sets it.
   RSPO_GRADE_TIMEOUT   seconds per answer comparison (config ``grader.timeout_s``; default 5); the train rule sets it.
+
+Truncation and the token count of the max reward: OpenRLHF 0.11.2 passes the reward function only
+``(queries, prompts, labels)``; vLLM's ``finish_reason`` reaches ``Experience.truncated`` and the generated token count
+``Experience.response_length``. ``RSPOExperienceMaker.apply_engine_verdicts`` (experience.py) recomputes every reward
+from ``rspo_correct`` (this file's verdict on the text) and those engine values: a truncated response is incorrect,
+as in evaluation, and the max reward uses the engine's count. Nothing here guesses truncation from the text.
 
 Never returns None and never raises: OpenRLHF swallows a reward-function exception and the reward becomes None,
 which crashes training later. Any failure while grading one response gives reward 0 and ``rspo_grade_error`` = 1.
@@ -126,7 +131,7 @@ def score_one(query: str, prompt: str | None, label, *, kind: str, max_new_token
         raise ValueError("label (gold answer) is None: set --data.label_key to the answer column")
     response = extract_response(query, prompt)
     num_tokens, exact = count_tokens(response, environ)
-    finish_reason = "length" if exact and max_new_tokens and num_tokens >= max_new_tokens else None
+    finish_reason = None  # the engine's finish reason is applied by RSPOExperienceMaker.apply_engine_verdicts
     result = grade_result(response, str(label), fallback=fallback, finish_reason=finish_reason, timeout=timeout)
     correct = bool(result.correct)
     if result.status == "error":

@@ -54,7 +54,9 @@ def _train_command():
         )
     # OpenRLHF on one node: a private Ray (address local, per-job temp dir) so concurrent jobs on a shared node never
     # join each other's cluster; checkpoints and TensorBoard logs under results/ckpt/{cell} (--ckpt.load_enable
-    # resumes a requeued job); the TensorBoard scalars become train_log.jsonl (workflow/scripts/openrlhf_train_log.py).
+    # resumes a requeued job only if the launcher finds a complete checkpoint made with the same flags, base weights,
+    # data and reward file; otherwise it moves the folder aside to {cell}.stale-<time> and starts fresh); the
+    # TensorBoard scalars become train_log.jsonl (workflow/scripts/openrlhf_train_log.py).
     return (
         "export RSPO_REWARD={params.reward} RSPO_MAX_NEW_TOKENS={params.max_new_tokens} "
         "RSPO_GRADE_FALLBACK={params.grade_fallback} RSPO_GRADE_TIMEOUT={params.grade_timeout}; "
