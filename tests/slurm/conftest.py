@@ -1,5 +1,5 @@
 """The Slurm tier's cluster: one real single-node Slurm 22.05 (slurmctld + slurmd + munge) started by .ci/slurm_up.sh
-for the session and stopped by PID (.ci/slurm_down.sh) at its end.
+for the test module that uses it and stopped by PID (.ci/slurm_down.sh) after that module.
 
 It skips, with the reason, only where Slurm cannot be started (not root, no apt-get, daemons already running); under
 CI (CI=true) that is a failure instead, so CI always runs the tier.
@@ -35,9 +35,9 @@ class Cluster:
         return self.dir / "log" / "slurmctld.log"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def slurm_cluster(tmp_path_factory):
-    """Start the cluster once per session; stop it by PID afterwards (also when a test failed)."""
+    """Start the cluster for the module that asks for it; stop it by PID after that module (also when a test failed)."""
     state = tmp_path_factory.mktemp("slurm")
     env = {**os.environ, "RSPO_CI_CPU_PARTITION": CPU_PARTITION, "RSPO_CI_GPU_PARTITION": GPU_PARTITION}
     t0 = time.monotonic()
@@ -51,6 +51,7 @@ def slurm_cluster(tmp_path_factory):
             pytest.skip(why)
         pytest.fail(why)
     try:
-        yield Cluster(dir=state, cpu_partition=CPU_PARTITION, gpu_partition=GPU_PARTITION, up=up.stdout.strip(), wall_s=wall)
+        yield Cluster(dir=state, cpu_partition=CPU_PARTITION, gpu_partition=GPU_PARTITION, up=up.stdout.strip(),
+                      wall_s=wall)
     finally:
         subprocess.run(["timeout", "-k", "5", "60", "bash", str(REPO / ".ci" / "slurm_down.sh"), str(state)])
