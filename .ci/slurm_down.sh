@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Stop the one-node Slurm of .ci/slurm_up.sh DIR: slurmd, slurmctld and (if slurm_up.sh started it) munged, each by
-# the PID in DIR/run/, SIGTERM then SIGKILL after 10 s; restore a slurm.conf that slurm_up.sh set aside.
+# the PID in DIR/run/, SIGTERM then SIGKILL after 10 s; restore the slurm.conf that slurm_up.sh set aside, or
+# remove the one it wrote.
 set -uo pipefail
 DIR=${1:?usage: slurm_down.sh DIR}
 stop() {  # stop NAME PIDFILE: SIGTERM, wait up to 10 s, then SIGKILL
@@ -17,6 +18,12 @@ stop() {  # stop NAME PIDFILE: SIGTERM, wait up to 10 s, then SIGKILL
 stop slurmd "$DIR/run/slurmd.pid"
 stop slurmctld "$DIR/run/slurmctld.pid"
 stop munged "$DIR/run/munged.started"
+# Leave no slurm.conf naming a stopped controller: with one, every scontrol call (the executor plugin makes one at
+# import) waits ~9 s for it; without one it fails at once.
 CONF=/etc/slurm/slurm.conf
-if [ -f "$CONF.rspo-bak" ]; then mv -f "$CONF.rspo-bak" "$CONF"; fi
+if [ -f "$CONF.rspo-bak" ]; then
+  mv -f "$CONF.rspo-bak" "$CONF"
+elif grep -qF "# written by rspo-bench .ci/slurm_up.sh for $DIR" "$CONF" 2>/dev/null; then
+  rm -f "$CONF"
+fi
 exit 0

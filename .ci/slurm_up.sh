@@ -28,12 +28,12 @@ t0=$(date +%s.%N)
 
 # ---- 1. packages -------------------------------------------------------------------------------------------------
 if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v munged >/dev/null \
-   || ! command -v sbatch >/dev/null; then
+   || ! command -v sbatch >/dev/null || ! command -v pgrep >/dev/null || ! command -v free >/dev/null; then
   command -v apt-get >/dev/null || cannot "Slurm is not installed and there is no apt-get"
-  say "installing slurm-wlm and munge from Debian's packages"
+  say "installing slurm-wlm, munge (and procps) from Debian's packages"
   export DEBIAN_FRONTEND=noninteractive
   timeout -k 10 300 apt-get update -qq >&2
-  timeout -k 10 600 apt-get install -y -qq --no-install-recommends slurm-wlm munge >&2
+  timeout -k 10 600 apt-get install -y -qq --no-install-recommends slurm-wlm munge procps >&2
 fi
 t_install=$(date +%s.%N)
 
