@@ -45,7 +45,7 @@ NOT_FINGERPRINTED_PREFIXES = ("ckpt.", "logger.")
 NOT_FINGERPRINTED = ("rspo.ray_temp_dir", "actor.model_name_or_path", "data.prompt_dataset", "reward.remote_url",
                      "local_rank")
 #: the reward file's environment (rspo_patch/openrlhf/reward_func.py)
-REWARD_ENV = ("RSPO_REWARD", "RSPO_MAX_NEW_TOKENS", "RSPO_GRADE_FALLBACK")
+REWARD_ENV = ("RSPO_REWARD", "RSPO_MAX_NEW_TOKENS", "RSPO_GRADE_FALLBACK", "RSPO_GRADE_TIMEOUT")
 
 
 def _log(message: str) -> None:

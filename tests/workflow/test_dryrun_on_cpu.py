@@ -141,7 +141,8 @@ def test_slurm_profile_submits_gpu_jobs(tmp_path, fake_slurm, monkeypatch):
     assert set(by_rule) == {"train", "generate", "verify", "score"}
     train = by_rule["train"]
     assert "--gpus=8" in train and "-p gpu-test" in train and "--cpus-per-task=64" in train
-    assert "--nodes=1" in train and "--exclusive" in train and "--requeue" in train and "-t 1440" in train
+    assert "--nodes=1" in train and "--requeue" in train and "-t 1440" in train
+    assert "--mem 240000" in train and "--exclusive" not in train  # config/paper.yaml's 1.5B size: a common node
     assert "--gpus=1" in by_rule["generate"] and "-p gpu-test" in by_rule["generate"]
     assert "--gpus=1" in by_rule["verify"]  # xVerify judge on a GPU
     assert "--gpus" not in by_rule["score"] and "-p cpu-test" in by_rule["score"]

@@ -40,6 +40,13 @@ def _local_grader_flags():
     return {"fallback": config["grader"]["fallback"] or "none", "grade_timeout": config["grader"]["timeout_s"]}
 
 
+def _train_resource(wildcards, key, default):
+    """One resource of a cell's training job: models.<model>.train_resources.<key>, else train.<key>, else default
+    (per model size: a 7B cell needs more memory and time than a 1.5B one)."""
+    per_model = MODELS[cell_of(wildcards).model].get("train_resources") or {}
+    return per_model.get(key, TR.get(key, default))
+
+
 def _openrlhf_template_flags(template):
     """The prompt template of rspo_core.prompts as a launcher flag: --rspo.template renders it (chat templates with the
     actor's tokenizer, system message included) into OpenRLHF's --data.input_template inside the job."""
@@ -94,8 +101,9 @@ rule train:
     threads: TR.get("threads", 2)
     priority: 50  # the long jobs first; analytic figures fill the gaps
     resources:
-        gpu=TR.get("gpus", 0),
-        mem_mb=TR.get("mem_mb", 8000),
-        runtime=TR.get("runtime_min", 60),
+        gpu=lambda wc: _train_resource(wc, "gpus", 0),
+        cpus_per_task=lambda wc: _train_resource(wc, "threads", 2),  # Slurm CPUs, not capped by the submit host
+        mem_mb=lambda wc: _train_resource(wc, "mem_mb", 8000),
+        runtime=lambda wc: _train_resource(wc, "runtime_min", 60),
     shell:
         _train_command()
