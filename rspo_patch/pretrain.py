@@ -32,6 +32,7 @@ import torch
 from tqdm import tqdm
 
 from rspo_core.cli import parse_strict
+from rspo_core.jsonl import read_jsonl
 from rspo_core.sampler import SamplingConfig, problem_seed, row_seeds, sample, stop_token_ids
 from rspo_patch.charlm import (build_char_tokenizer, build_tiny_llama, charset_for, count_parameters, grade_texts,
                                replace_dir)
@@ -40,15 +41,12 @@ log = logging.getLogger("rspo_patch.pretrain")
 
 
 def read_rows(path: str) -> list[dict]:
-    """Rows of a JSONL file with at least ``question`` and ``answer``; ValueError on a missing field or empty file."""
-    rows = []
-    with open(path) as f:
-        for i, line in enumerate(f):
-            if line.strip():
-                row = json.loads(line)
-                if "question" not in row or "answer" not in row:
-                    raise ValueError(f"{path}:{i + 1}: row needs 'question' and 'answer', got keys {sorted(row)}")
-                rows.append(row)
+    """Rows of a JSONL file with at least ``question`` and ``answer``; ValueError naming the file and line of a damaged
+    line (``rspo_core.jsonl.read_jsonl``), a row without those fields, or an empty file."""
+    rows = read_jsonl(path)
+    for i, row in enumerate(rows):
+        if "question" not in row or "answer" not in row:
+            raise ValueError(f"{path}: row {i + 1} needs 'question' and 'answer', got keys {sorted(row)}")
     if not rows:
         raise ValueError(f"{path}: no rows")
     return rows

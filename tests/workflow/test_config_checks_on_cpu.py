@@ -298,3 +298,24 @@ def test_yaml_syntax_error_names_line_and_column(tmp_path):
     bad.write_text("- just\n- a list\n")
     with pytest.raises(checks.ConfigError, match="expected a mapping of config keys at the top level, got list"):
         checks.load_yaml_config(bad)
+
+
+def test_schema_enums_agree_with_the_constants_they_name(schema):
+    """Each concept is defined once in code; the schema's enums must name exactly those values."""
+    from analysis.generate import BACKENDS
+    from rspo_core.grading import FALLBACKS, VERIFIERS
+    from rspo_core.prompts import TEMPLATES
+    from rspo_core.rewards import REWARD_KINDS
+    from rspo_core.schedules import K_SCHEDULES
+
+    grid = schema["$defs"]["grid_keys"]["properties"]
+    props = schema["properties"]
+    assert grid["reward"]["oneOf"][0]["enum"] == list(REWARD_KINDS)
+    assert grid["reward"]["oneOf"][1]["items"]["enum"] == list(REWARD_KINDS)
+    assert grid["k_schedule"]["oneOf"][0]["enum"] == list(K_SCHEDULES)
+    assert grid["k_schedule"]["oneOf"][1]["items"]["enum"] == list(K_SCHEDULES)
+    model = props["models"]["additionalProperties"]["properties"]
+    assert model["template"]["enum"] == list(TEMPLATES)
+    assert props["eval"]["properties"]["backend"]["enum"] == sorted(BACKENDS)
+    assert props["grader"]["properties"]["verifier"]["enum"] == list(VERIFIERS)
+    assert props["grader"]["properties"]["fallback"]["enum"] == [*FALLBACKS, None]

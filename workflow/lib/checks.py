@@ -17,9 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 from analysis.arithmetic import SYNTHETIC_BENCHMARKS  # made by the arithmetic rule (not in BENCHMARKS)
 from rspo_core.cells import BASE_ALGO, K_SCHEDULES, Cell, expand_family, family_models
-
-REWARDS = ("pass", "max")
-MODEL_SOURCES = ("pretrain", "smollm2", "hf", "path")
+from rspo_core.rewards import REWARD_KINDS
 
 
 class ConfigError(ValueError):
@@ -52,9 +50,7 @@ def check_config(
 
     # --- models -------------------------------------------------------------------------------------------------
     for name, spec in models.items():
-        src = spec.get("source")
-        if src not in MODEL_SOURCES:
-            _fail(f"model {name!r}", f"unknown source {src!r}; expected one of {', '.join(MODEL_SOURCES)}")
+        src = spec.get("source")  # one of the schema's enum (checked before this runs)
         if src == "path":
             path = spec.get("path")
             if not path or not path_exists(str(path)):
@@ -121,8 +117,8 @@ def _check_cell(fam_name: str, cell: Cell, estimators: Mapping, check_estimator_
         return
     if cell.algo not in estimators:
         _fail(where, f"unknown algorithm (estimator) {cell.algo!r}; expected one of {', '.join(sorted(estimators))}")
-    if cell.reward not in REWARDS:
-        _fail(where, f"unknown reward {cell.reward!r}; expected one of {', '.join(REWARDS)}")
+    if cell.reward not in REWARD_KINDS:
+        _fail(where, f"unknown reward {cell.reward!r}; expected one of {', '.join(REWARD_KINDS)}")
     if cell.k_schedule not in K_SCHEDULES:
         _fail(where, f"unknown k_schedule {cell.k_schedule!r}; expected one of {', '.join(K_SCHEDULES)}")
     if cell.k < 1:
