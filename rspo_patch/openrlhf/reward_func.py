@@ -66,19 +66,25 @@ def reward_kind(environ=None) -> str:
     return kind
 
 
-def max_new_tokens_from_env(environ=None) -> int | None:
-    """RSPO_MAX_NEW_TOKENS as a positive int, None if unset; ValueError if malformed."""
+def _positive_from_env(name: str, cast, what: str, environ=None):
+    """Environment variable ``name`` converted by ``cast`` (int or float) and > 0; None if unset or empty; ValueError
+    naming the variable, the value and ``what`` was expected otherwise."""
     environ = os.environ if environ is None else environ
-    raw = environ.get("RSPO_MAX_NEW_TOKENS", "").strip()
+    raw = environ.get(name, "").strip()
     if not raw:
         return None
     try:
-        value = int(raw)
+        value = cast(raw)
     except ValueError:
-        raise ValueError(f"RSPO_MAX_NEW_TOKENS must be a positive int, got {raw!r}") from None
-    if value <= 0:
-        raise ValueError(f"RSPO_MAX_NEW_TOKENS must be a positive int, got {value}")
+        raise ValueError(f"{name} must be {what}, got {raw!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be {what}, got {raw!r}")
     return value
+
+
+def max_new_tokens_from_env(environ=None) -> int | None:
+    """RSPO_MAX_NEW_TOKENS as a positive int, None if unset; ValueError if malformed."""
+    return _positive_from_env("RSPO_MAX_NEW_TOKENS", int, "a positive int", environ)
 
 
 def extract_response(query: str, prompt: str | None) -> str:
@@ -159,17 +165,8 @@ def grade_fallback_from_env(environ=None) -> str | None:
 
 def grade_timeout_from_env(environ=None) -> float:
     """RSPO_GRADE_TIMEOUT as seconds > 0 (unset or empty -> DEFAULT_TIMEOUT_S); ValueError if malformed."""
-    environ = os.environ if environ is None else environ
-    raw = environ.get("RSPO_GRADE_TIMEOUT", "").strip()
-    if not raw:
-        return DEFAULT_TIMEOUT_S
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"RSPO_GRADE_TIMEOUT must be a positive number of seconds, got {raw!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"RSPO_GRADE_TIMEOUT must be a positive number of seconds, got {raw!r}")
-    return value
+    value = _positive_from_env("RSPO_GRADE_TIMEOUT", float, "a positive number of seconds", environ)
+    return DEFAULT_TIMEOUT_S if value is None else value
 
 
 def reward_func(queries, prompts, labels, **kwargs) -> dict:
