@@ -56,8 +56,8 @@ def write_config(path: Path, model: Path, train_args: dict | None = None) -> Pat
 def snakemake_cmd(workdir: Path, configfile: Path, *targets: str, extra: tuple = ()) -> list[str]:
     """``snakemake`` on the repository's Snakefile from the repository root (its default profile applies, as for a
     user), results under ``workdir``."""
-    return [sys.executable, "-m", "snakemake", "--directory", str(workdir), "--cores", "2", *extra,
-            "--configfile", str(configfile), *targets]
+    return [sys.executable, "-m", "snakemake", "--directory", str(workdir), "--cores", "2", *extra, *targets,
+            "--configfile", str(configfile)]  # last: --configfile takes several values
 
 
 def run_snakemake(workdir: Path, configfile: Path, *targets: str, env: dict | None = None,

@@ -38,6 +38,9 @@ def run(tiny_model, tmp_path_factory):
 def test_training_steps_ran_and_rspo_metrics_logged(run):
     wd, _, _ = run
     rows = read_jsonl(wd / "results" / "train" / CELL / "train_log.jsonl")
+    for r in rows:
+        print({key: r.get(key) for key in ("step", "k", "reward_mean", "weight_mean", "frac_zero_weight", "vllm_kl",
+                                           "actor_grad_norm", "entropy")})
     assert [r["step"] for r in rows] == list(range(1, STEPS + 1))
     for r in rows:
         # the RSPO experience maker's experience.info (rspo_weight, rspo_zero_weight, rspo_k) and the reward file's
