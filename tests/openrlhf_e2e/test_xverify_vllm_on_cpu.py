@@ -21,7 +21,7 @@ import json, sys
 from analysis.verify import XVERIFY_LABELS, XVerifyJudge
 
 if __name__ == "__main__":
-    judge = XVerifyJudge(sys.argv[1], gpu_memory_utilization=0.05, max_model_len=512, max_tokens=4,
+    judge = XVerifyJudge(sys.argv[1], gpu_memory_utilization=0.05, max_model_len=4096, max_tokens=4,
                          enforce_eager=True)
     questions = ["3+4", "2+2", "What is 9+8?"]
     outputs = ["so the answer is \\\\boxed{7}", "4", "The sum is 16."]

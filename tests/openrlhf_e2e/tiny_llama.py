@@ -23,7 +23,8 @@ def build_tiny_llama(out: Path, *, seed: int = 0, hidden: int = 128, layers: int
     """Write tokenizer + config + weights to ``out`` (an HF folder); returns ``out``.
 
     Shape: vocab 384 (BPE), hidden ``hidden``, 2 heads of 64, MLP 2*hidden, ``layers`` layers, untied embeddings,
-    max_position_embeddings 512: ~0.4M parameters at the defaults. Random init, then ``warmup_steps`` steps of
+    max_position_embeddings 4096 (room for the xVerify judge prompt, ~1 token per character with this
+    vocabulary): ~0.4M parameters at the defaults. Random init, then ``warmup_steps`` steps of
     next-token training on "a+b=c</s>" (a, b in 0..9; loss on the whole line, batch 32, lr 6e-3).
     """
     import torch
@@ -48,7 +49,7 @@ def build_tiny_llama(out: Path, *, seed: int = 0, hidden: int = 128, layers: int
     hf_tok.save_pretrained(out)
     cfg = LlamaConfig(vocab_size=len(hf_tok), hidden_size=hidden, intermediate_size=2 * hidden,
                       num_hidden_layers=layers, num_attention_heads=2, num_key_value_heads=2, head_dim=64,
-                      max_position_embeddings=512, bos_token_id=hf_tok.bos_token_id,
+                      max_position_embeddings=4096, bos_token_id=hf_tok.bos_token_id,
                       eos_token_id=hf_tok.eos_token_id, pad_token_id=hf_tok.pad_token_id, tie_word_embeddings=False,
                       torch_dtype="bfloat16")
     torch.manual_seed(seed)
