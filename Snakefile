@@ -15,8 +15,20 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 if not workflow.overwrite_configfiles:
+    # loaded by our own reader: a YAML syntax error names its line and column (a --configfile is read by Snakemake
+    # itself before this file runs, and its syntax errors give no position)
+    import sys
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import update_config
 
-    configfile: os.path.join(workflow.basedir, "config", "config.yaml")
+    sys.path.insert(0, os.path.join(workflow.basedir, "workflow", "lib"))
+    import checks
+
+    try:
+        update_config(config, checks.load_yaml_config(os.path.join(workflow.basedir, "config", "config.yaml")))
+    except checks.ConfigError as e:
+        raise WorkflowError(str(e)) from None
+    update_config(config, workflow.config_settings.overwrite_config)  # --config wins, as with `configfile:`
 
 
 include: "workflow/rules/common.smk"
@@ -27,6 +39,7 @@ include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/contamination.smk"
+include: "workflow/rules/validate.smk"  # last: checks every CLI's flags with the rules' own helpers
 
 
 rule all:

@@ -12,6 +12,8 @@ Outputs, each written atomically (temp file + os.replace) into ``out_dir``:
     passk.csv         one row per (cell, benchmark, k) for metric pass@k
     maxk.csv          the same for max@k
     train_curves.csv  one row per (cell, step)
+    gaps.csv          (cell, benchmark, metric, k) points a cell lacks although other cells of its benchmark have them
+                      (each also a WARNING in the log, a line of the report and a missing_cells entry of the figures)
     passk_summary.csv / .tex, maxk_summary.csv / .tex
                       per-benchmark tables: mean over seeds at k = 1, 2, 4, 8, ... with 95% CIs
 
@@ -28,63 +30,35 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from analysis.atomic import write_text_atomic
+from rspo_core.atomic import write_text_atomic
+from rspo_core.cells import TABLE_COLUMNS, parse_cell
+
+from analysis.stats import CI_CHOICES, seed_mean
 
 log = logging.getLogger("analysis.aggregate")
 
-CELL_KEYS = ("model", "algo", "train_k", "k_schedule", "n", "reward", "seed")
-CELL_COLUMNS = ("cell",) + CELL_KEYS
+CELL_COLUMNS = TABLE_COLUMNS  # cell, model, algo, train_k, k_schedule, n, reward, seed (rspo_core.cells)
 METRIC_COLUMNS = ("benchmark", "metric", "k", "value", "ci_low", "ci_high", "n_problems", "n_samples", "grader_version")
 TRAIN_LOG_FIELDS = (
     "step", "k", "reward_mean", "pass_rate", "entropy", "weight_mean", "weight_std", "weight_min", "weight_max",
     "frac_zero_weight", "tokens_per_s", "wall_time",
 )
+TRAIN_COLUMNS = CELL_COLUMNS + tuple("step_k" if f == "k" else f for f in TRAIN_LOG_FIELDS)
 METRIC_FILES = {"pass@k": "passk.csv", "max@k": "maxk.csv"}
 TRAIN_FILE = "train_curves.csv"
-
-# the same grammar as workflow/lib/cells.py: a k schedule other than constant is written "k~8-linear"
-_CELL_RE = re.compile(
-    r"^model~(?P<model>[^/~]+)/algo~(?P<algo>[^/~]+)/k~(?P<train_k>\d+)(?:-(?P<k_schedule>[a-z]+))?"
-    r"/n~(?P<n>\d+)/reward~(?P<reward>[^/~]+)/seed~(?P<seed>\d+)$"
-)
+GAPS_FILE = "gaps.csv"
+GAP_COLUMNS = ("cell", "benchmark", "metric", "k")
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# cells
-
-
-def parse_cell(cell: str) -> dict:
-    """'model~M/algo~A/k~4/n~16/reward~pass/seed~0' -> {cell, model, algo, train_k: 4, k_schedule: "constant",
-    n: 16, reward, seed: 0}; 'k~8-linear' gives train_k 8, k_schedule "linear".
-
-    Raises ValueError naming the string and the expected pattern when it does not match.
-    """
-    cell = str(cell).strip("/").replace(os.sep, "/")
-    m = _CELL_RE.match(cell)
-    if m is None:
-        raise ValueError(
-            f"cell path {cell!r} does not match 'model~M/algo~A/k~K/n~N/reward~R/seed~S' (K, N, S integers)"
-        )
-    d = m.groupdict()
-    return {
-        "cell": cell, "model": d["model"], "algo": d["algo"], "train_k": int(d["train_k"]),
-        "k_schedule": d["k_schedule"] or "constant", "n": int(d["n"]),
-        "reward": d["reward"], "seed": int(d["seed"]),
-    }
-
-
-def cell_path(model: str, algo: str, train_k: int, n: int, reward: str, seed: int,
-              k_schedule: str = "constant") -> str:
-    """Inverse of parse_cell: the cell's relative path."""
-    k = f"{int(train_k)}" if k_schedule == "constant" else f"{int(train_k)}-{k_schedule}"
-    return f"model~{model}/algo~{algo}/k~{k}/n~{int(n)}/reward~{reward}/seed~{int(seed)}"
+def cell_columns(path: str) -> dict:
+    """'model~M/algo~A/k~8-linear/n~16/reward~pass/seed~0' -> {cell, model, algo, train_k: 8, k_schedule: "linear",
+    n: 16, reward, seed: 0} (rspo_core.cells' grammar); ValueError naming the path when it is not a cell path."""
+    return parse_cell(path).columns()
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -119,7 +93,7 @@ def read_metrics(eval_root: Path) -> pd.DataFrame:
             continue
         cell_str, bench, _ = parts
         try:
-            cell = parse_cell(cell_str)
+            cell = cell_columns(cell_str)
         except ValueError as e:
             log.warning("skipping %s: %s", rel, e)
             continue
@@ -156,7 +130,7 @@ def read_train_logs(train_root: Path) -> pd.DataFrame:
     for path in sorted(train_root.rglob("train_log.jsonl")):
         rel = path.relative_to(train_root).parent.as_posix()
         try:
-            cell = parse_cell(rel)
+            cell = cell_columns(rel)
         except ValueError as e:
             log.warning("skipping %s: %s", path, e)
             continue
@@ -180,67 +154,29 @@ def read_train_logs(train_root: Path) -> pd.DataFrame:
             for field in TRAIN_LOG_FIELDS:
                 row["step_k" if field == "k" else field] = rec.get(field, np.nan)
             rows.append(row)
-    cols = list(CELL_COLUMNS) + ["step_k" if f == "k" else f for f in TRAIN_LOG_FIELDS]
-    return pd.DataFrame(rows, columns=cols)
+    return pd.DataFrame(rows, columns=list(TRAIN_COLUMNS))
 
 
 # ----------------------------------------------------------------------------------------------------------------------
 # summaries
 
 
-def _t_quantile(df: int) -> float:
-    """0.975 quantile of Student's t with df degrees of freedom."""
-    from scipy.stats import t
+def metric_gaps(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Evaluation points missing from a tidy metrics table: (cell, benchmark, metric, k) for every cell evaluated on a
+    benchmark whose rows lack a k that another cell of the same (benchmark, metric) has.
 
-    return float(t.ppf(0.975, df))
-
-
-def seed_mean(df: pd.DataFrame, by: list[str], *, ci: str = "auto",
-              bounds: tuple[float, float] | None = (0.0, 1.0)) -> pd.DataFrame:
-    """Mean over seeds of ``value`` with a 95% interval, one row per group of ``by``.
-
-    ci = "metrics": mean of the per-seed bootstrap bounds (ci_low, ci_high) from analysis.metrics;
-    ci = "seeds":   t-interval across seeds, mean +- t_{0.975, S-1} * sd / sqrt(S) (NaN for S = 1);
-    ci = "auto":    "seeds" widened to at least the "metrics" interval when S >= 2, else "metrics".
-    The interval is clipped to ``bounds`` (pass@k and max@k lie in [0, 1]; a t-interval over few seeds may not);
-    None leaves it as computed. Output columns: by + [value, ci_low, ci_high, n_seeds, ci_method].
+    Every cell of a benchmark is scored at the same ks, so a missing k means the scorer dropped it: analysis.metrics
+    reports k only up to the smallest number of samples of any problem, so one lost line of a verified.jsonl silently
+    removes the top k of that cell. Columns GAP_COLUMNS, sorted; empty when nothing is missing.
     """
-    if ci not in ("auto", "metrics", "seeds"):
-        raise ValueError(f"ci={ci!r}; expected 'auto', 'metrics' or 'seeds'")
-    cols = list(by) + ["value", "ci_low", "ci_high", "n_seeds", "ci_method"]
-    if df.empty:
-        return pd.DataFrame(columns=cols)
-    d = df.assign(_lo=pd.to_numeric(df.get("ci_low", np.nan), errors="coerce"),
-                  _hi=pd.to_numeric(df.get("ci_high", np.nan), errors="coerce"),
-                  _v=pd.to_numeric(df["value"], errors="coerce"))
-    g = d.groupby(list(by), sort=True, dropna=False).agg(value=("_v", "mean"), sd=("_v", "std"), s=("_v", "size"),
-                                                         m_lo=("_lo", "mean"), m_hi=("_hi", "mean")).reset_index()
-    from scipy.stats import t as student_t
-
-    s_ = g["s"].to_numpy()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        tq = np.where(s_ >= 2, student_t.ppf(0.975, np.maximum(s_ - 1, 1)), np.nan)
-        h = tq * g["sd"].to_numpy(float) / np.sqrt(s_)
-    mean = g["value"].to_numpy(float)
-    s_lo, s_hi = mean - h, mean + h
-    m_lo, m_hi = g["m_lo"].to_numpy(float), g["m_hi"].to_numpy(float)
-    if ci == "metrics":
-        lo, hi = m_lo, m_hi
-        method = np.full(len(g), "bootstrap (metrics)", dtype=object)
-    elif ci == "seeds":
-        lo, hi = s_lo, s_hi
-        method = np.full(len(g), "t across seeds", dtype=object)
-    else:  # auto: the wider of the two where there are several seeds, else the bootstrap
-        multi = s_ >= 2
-        lo = np.where(multi, np.fmin(s_lo, m_lo), m_lo)
-        hi = np.where(multi, np.fmax(s_hi, m_hi), m_hi)
-        method = np.where(multi, "max(t across seeds, bootstrap)", "bootstrap (metrics)").astype(object)
-    if bounds is not None:
-        lo, hi = np.clip(lo, *bounds), np.clip(hi, *bounds)
-    out = g[list(by)].copy()
-    out["value"], out["ci_low"], out["ci_high"] = mean, lo, hi
-    out["n_seeds"], out["ci_method"] = s_.astype(int), method
-    return out[cols]
+    if metrics.empty:
+        return pd.DataFrame(columns=list(GAP_COLUMNS))
+    out = []
+    for (bench, metric), g in metrics.groupby(["benchmark", "metric"], sort=True):
+        ks = set(int(k) for k in g["k"])
+        for cell, c in g.groupby("cell", sort=True):
+            out += [(cell, bench, metric, k) for k in sorted(ks - set(int(k) for k in c["k"]))]
+    return pd.DataFrame(out, columns=list(GAP_COLUMNS))
 
 
 def summary_table(metrics: pd.DataFrame, *, ks: list[int] | None = None, ci: str = "auto") -> pd.DataFrame:
@@ -298,22 +234,27 @@ def summary_latex(table: pd.DataFrame, caption: str) -> str:
 
 
 def aggregate(eval_root: Path | None, train_root: Path | None, out_dir: Path, *, ci: str = "auto") -> dict:
-    """Write passk.csv, maxk.csv, train_curves.csv and the summaries into out_dir; return row counts per file.
+    """Write passk.csv, maxk.csv, train_curves.csv, gaps.csv and the summaries into out_dir; return row counts.
 
     Either root may be None (then its tables are written empty with their header, so the downstream figures still
     build and report their missing cells).
     """
     out_dir = Path(out_dir)
-    if ci not in ("auto", "metrics", "seeds"):
+    if ci not in CI_CHOICES:
         raise ValueError(f"ci={ci!r}; expected 'auto', 'metrics' or 'seeds'")
     metrics = read_metrics(eval_root) if eval_root is not None else pd.DataFrame(
         columns=list(CELL_COLUMNS) + list(METRIC_COLUMNS))
-    curves = read_train_logs(train_root) if train_root is not None else pd.DataFrame(
-        columns=list(CELL_COLUMNS) + ["step_k" if f == "k" else f for f in TRAIN_LOG_FIELDS])
+    curves = read_train_logs(train_root) if train_root is not None else pd.DataFrame(columns=list(TRAIN_COLUMNS))
     unknown = set(metrics["metric"]) - set(METRIC_FILES) if not metrics.empty else set()
     if unknown:
         raise ValueError(f"unknown metric names {sorted(unknown)}; expected {sorted(METRIC_FILES)}")
     counts = {}
+    gaps = metric_gaps(metrics)
+    for r in gaps.itertuples(index=False):
+        log.warning("%s [%s]: %s at k=%d is missing (other cells of the benchmark have it: fewer samples for some "
+                    "problem?)", r.cell, r.benchmark, r.metric, r.k)
+    write_csv_atomic(gaps, out_dir / GAPS_FILE)
+    counts[GAPS_FILE] = len(gaps)
     for metric, fname in METRIC_FILES.items():
         sub = metrics[metrics["metric"] == metric] if not metrics.empty else metrics
         write_csv_atomic(sub, out_dir / fname)

@@ -41,9 +41,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from analysis.atomic import write_text_atomic
+from rspo_core.atomic import write_text_atomic
+from rspo_core.cli import parse_strict
 
-from analysis.datasets import read_jsonl
+from rspo_core.jsonl import read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -235,8 +236,8 @@ def parse_bench_args(items: list[str]) -> dict[str, str]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    """CLI entry point (see module docstring)."""
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI's parser."""
     p = argparse.ArgumentParser(prog="python -m analysis.contamination", description=__doc__.split("\n")[0])
     p.add_argument("--train", required=True, help="training set JSONL (rows {id, question, answer, meta})")
     p.add_argument("--bench", action="append", required=True, metavar="NAME=PATH", help="benchmark JSONL (repeat)")
@@ -244,7 +245,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out-csv", required=True, help="output CSV (one row per benchmark)")
     p.add_argument("--n", type=int, default=13, help="word n-gram size (GPT-3: 13)")
     p.add_argument("--questions-only", action="store_true", help="index training questions only, not solutions")
-    args = p.parse_args(argv)
+    return p
+
+
+def check_argv(argv: list[str]) -> None:
+    """Parse and check a command line without running it (the workflow calls this before any job). ValueError."""
+    args = parse_strict(build_parser(), argv)
+    if args.n < 1:
+        raise ValueError(f"--n {args.n}: expected an n-gram size >= 1")
+    parse_bench_args(args.bench)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point (see module docstring)."""
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         doc = audit(args.train, parse_bench_args(args.bench), args.out_json, args.out_csv, n=args.n,

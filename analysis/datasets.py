@@ -2,7 +2,8 @@
 
 Every data set the workflow uses becomes one JSONL file of rows ``{id, question, answer, meta}``:
 
-* ``id``       unique string, ``"{benchmark}-{index:04d}"`` in load order (configs concatenated in registry order);
+* ``id``       unique string ``"{benchmark}-{h}"``, h = the first 12 hex digits of sha256(question): stable when the
+               data set is reordered or grows (a question that occurs twice gets ``-2``, ``-3``, ... in load order);
 * ``question`` the problem text exactly as the data set gives it;
 * ``answer``   the gold answer as a string. Integral floats and integers with leading zeros are canonicalised
                (``27.0`` / ``"27.0"`` -> ``"27"``, ``"033"`` -> ``"33"``) and the original value is kept in
@@ -15,56 +16,44 @@ Run::
     python -m analysis.datasets prepare math500 results/data/math500.jsonl
     HF_TOKEN=hf_... python -m analysis.datasets prepare livemathbench results/data/livemathbench.jsonl
     python -m analysis.datasets arithmetic --train train.jsonl --test test.jsonl --tiers add2 \\
-        --n-train 2000 --n-test 200 --seed 0
+        --n-train 2000 --n-test 200 --seed 0 [--clean clean.jsonl --n-clean 200 --seen seen.jsonl --n-seen 200]
 
 Ids, fields and row counts come from research/evaluation.md; every loader checks the row count it got.
 The training set ``math_train`` is the 7,500 MATH *train* problems: MATH500 is drawn from MATH's test split,
 so the test split is never read here.
+
+Pinning: every data set is loaded at ``BenchmarkSpec.revision``, a hub commit sha read off the hub's own pages.
+Where no sha could be verified the spec holds ``REVISION_UNVERIFIED`` and the loader warns and reads the hub's
+current ``main``; the audit file records which. ``prepare`` also runs the gold self-check (analysis.gold_check) and
+writes ``{out}.audit.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import math
 import os
-import random
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from analysis.atomic import write_jsonl_atomic  # noqa: F401  (re-exported: others import it from here)
-from analysis.verify import last_boxed  # the ONE answer extractor (also used to grade outputs)
+from analysis import gold_check
+from analysis.arithmetic import (  # noqa: F401  (re-exported)
+    SYNTHETIC_BENCHMARKS, TIERS, check_arithmetic_args, make_arithmetic, make_arithmetic_rows, make_arithmetic_sets)
+from rspo_core.atomic import write_jsonl_atomic, write_text_atomic  # noqa: F401  (write_jsonl_atomic re-exported)
+from rspo_core.cli import parse_strict
+from rspo_core.grading import last_boxed  # the ONE answer extractor (also used to grade outputs)
+from rspo_core.jsonl import read_jsonl
 
 log = logging.getLogger(__name__)
 
 # ----------------------------------------------------------------------------------------------------------------------
 # JSONL I/O
-
-
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """Read a JSONL file into a list of dicts (blank lines skipped).
-
-    Raises ValueError naming the file and line number on a line that is not a JSON object.
-    """
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(
-                    f"{path}:{lineno}: not valid JSON ({exc.msg}); expected one JSON object per line"
-                ) from exc
-            if not isinstance(obj, dict):
-                raise ValueError(f"{path}:{lineno}: got a JSON {type(obj).__name__}; expected a JSON object per line")
-            rows.append(obj)
-    return rows
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -166,7 +155,7 @@ def _olympiad_row(raw: dict) -> tuple[str, str, dict]:
 
 def _math_train_row(raw: dict) -> tuple[str, str, dict]:
     """MATH train: answer = content of the last ``\\boxed{}`` of ``solution`` (balanced braces;
-    ``analysis.verify.last_boxed``, the same extractor that grades model outputs).
+    ``rspo_core.grading.last_boxed``, the same extractor that grades model outputs).
 
     meta: level, type (subject), solution (kept: the contamination audit and SFT-style uses need it).
     Raises ValueError when the solution has no box.
@@ -203,7 +192,9 @@ class BenchmarkSpec:
     """One data set on the HF hub and how to freeze it.
 
     ``configs``: HF config names, loaded in order and concatenated (``[None]`` = the default config).
-    ``expected_rows``: rows the loader must produce (None = not known in advance; the count is logged).
+    ``expected_rows``: rows the loader must produce (None = not verified; the loader warns and logs the count).
+    ``revision``: the hub commit (40 hex digits) to load, or ``REVISION_UNVERIFIED`` (warned; loads ``main``).
+    ``solution_field``: raw field holding a reference solution for the gold self-check (None: none).
     ``normaliser``: raw row -> (question, answer, meta).
     """
 
@@ -214,10 +205,23 @@ class BenchmarkSpec:
     question_field: str
     answer_field: str
     expected_rows: int | None
+    revision: str
     gated: bool = False
     normaliser: Callable[[dict], tuple[str, str, dict]] = field(default=None, repr=False)  # type: ignore[assignment]
     is_train: bool = False
+    solution_field: str | None = None
     note: str = ""
+
+    @property
+    def revision_verified(self) -> bool:
+        """True iff ``revision`` is a full commit sha (40 hex digits)."""
+        return bool(_SHA_RE.fullmatch(self.revision))
+
+
+# A revision nobody could verify: the loader reads the hub's current main and says so. Never replace it by a sha
+# that was not read off the hub (a commit page, tree page or API answer for that very data set).
+REVISION_UNVERIFIED = "UNVERIFIED"
+_SHA_RE = re.compile(r"[0-9a-f]{40}")
 
 
 MATH_SUBJECTS = [
@@ -230,29 +234,49 @@ MATH_SUBJECTS = [
     "precalculus",
 ]
 
+# Revisions: each sha below was read off a Hugging Face page of that very data set (huggingface.co/datasets/...):
+#   HuggingFaceH4/MATH-500/commits/ff5b2025...   "Update README.md" (lewtun), test.jsonl (447 kB) at that commit
+#   AI-MO/aimo-validation-amc/commit/b16c5c52... "Update README.md" on main; card: 83 rows, data/train-*
+#   Hothan/OlympiadBench/tree/3b426ee1...        "Update README.md" (Hothan; folder OlympiadBench/, README 3.63 kB);
+#                                                the README's configs (incl. OE_TO_maths_en_COMP -> OlympiadBench/
+#                                                OE_TO_maths_en_COMP/OE_TO_maths_en_COMP.parquet) were added by the
+#                                                earlier commit 1ed0e892 (its diff grows the README from 3 lines)
+# No usable sha was found for aime_2024, amc23, minervamath, AIME2025, LiveMathBench and hendrycks_math
+# (its 453d1f63... is the first commit of PR #3 "Convert dataset to Parquet": only algebra/ converted there, the
+# loading script still present; main's merge 7811dc4 was seen only abbreviated): REVISION_UNVERIFIED.
 BENCHMARKS: dict[str, BenchmarkSpec] = {
     s.name: s
     for s in [
         BenchmarkSpec("aime24", "HuggingFaceH4/aime_2024", [None], "train", "problem", "answer", 30,
-                      normaliser=_scalar_row("problem", "answer", ("id", "year", "url"))),
-        BenchmarkSpec("amc23", "math-ai/amc23", [None], "test", "question", "answer", 40,
+                      REVISION_UNVERIFIED, normaliser=_scalar_row("problem", "answer", ("id", "year", "url")),
+                      solution_field="solution"),
+        BenchmarkSpec("amc", "AI-MO/aimo-validation-amc", [None], "train", "problem", "answer", 83,
+                      "b16c5c52362a8f0acafef95fd6d94a8468982e08",
+                      normaliser=_scalar_row("problem", "answer", ("id", "url")),
+                      note="the paper's AMC (NuminaMath's AMC validation set, ref. [13]); float answers canonicalised"),
+        BenchmarkSpec("amc23", "math-ai/amc23", [None], "test", "question", "answer", 40, REVISION_UNVERIFIED,
                       normaliser=_scalar_row("question", "answer", ("id", "url")),
-                      note="answers like '27.0' are canonicalised to '27' (original in meta.answer_raw)"),
+                      note="alternative AMC (2023 only); answers like '27.0' are canonicalised to '27'"),
         BenchmarkSpec("math500", "HuggingFaceH4/MATH-500", [None], "test", "problem", "answer", 500,
-                      normaliser=_scalar_row("problem", "answer", ("unique_id", "subject", "level"))),
+                      "ff5b20257d8185524591543f8ff5993951537bb8",
+                      normaliser=_scalar_row("problem", "answer", ("unique_id", "subject", "level")),
+                      solution_field="solution"),
         BenchmarkSpec("minerva", "math-ai/minervamath", [None], "test", "question", "answer", 272,
-                      normaliser=_scalar_row("question", "answer", ("idx", "id")),
+                      REVISION_UNVERIFIED, normaliser=_scalar_row("question", "answer", ("idx", "id")),
                       note="the 272-problem Minerva/OCW set, not lm-eval's minerva_math (which is MATH)"),
         BenchmarkSpec("olympiadbench", "Hothan/OlympiadBench", ["OE_TO_maths_en_COMP"], "train", "question",
-                      "final_answer", 675, normaliser=_olympiad_row,
-                      note="final_answer list joined with ', '; unit in meta.unit"),
+                      "final_answer", 675, "3b426ee1d587c71b495146dde9f3e995ee7ac59f", normaliser=_olympiad_row,
+                      solution_field="solution", note="final_answer list joined with ', '; unit in meta.unit"),
         BenchmarkSpec("aime25", "opencompass/AIME2025", ["AIME2025-I", "AIME2025-II"], "test", "question", "answer",
-                      30, normaliser=_scalar_row("question", "answer", ())),
+                      30, REVISION_UNVERIFIED, normaliser=_scalar_row("question", "answer", ())),
         BenchmarkSpec("livemathbench", "opencompass/LiveMathBench", ["v202505_all_en"], "test", "question", "answer",
-                      None, gated=True, normaliser=_scalar_row("question", "answer", ("question_type",)),
-                      note="gated: accept the terms on the HF page and set HF_TOKEN; row count not known in advance"),
+                      None, REVISION_UNVERIFIED, gated=True,
+                      normaliser=_scalar_row("question", "answer", ("question_type",)),
+                      note="the paper's LiveMathBench (202505): OpenCompass's v202505 default (split all, en); gated: "
+                           "accept the terms on the HF page and set HF_TOKEN; row count not verified"),
         BenchmarkSpec("math_train", "EleutherAI/hendrycks_math", list(MATH_SUBJECTS), "train", "problem", "solution",
-                      7500, normaliser=_math_train_row, is_train=True,
+                      7500, REVISION_UNVERIFIED, normaliser=_math_train_row, is_train=True,
+                      solution_field="solution",
                       note="MATH train split only (MATH500 comes from the test split); answer = last \\boxed{}"),
     ]
 }
@@ -291,10 +315,14 @@ def load_raw(spec: BenchmarkSpec, token: str | None = None, cache_dir: str | os.
     """
     import datasets  # heavy import, only when actually loading
 
+    revision = spec.revision if spec.revision_verified else None
+    if revision is None:
+        log.warning("%s (%s): revision %s: no verified commit sha is pinned; loading the hub's current main, so "
+                    "this data may differ from other runs (see the audit file)", spec.name, spec.hf_id, spec.revision)
     out: list[tuple[str | None, dict]] = []
     for config in spec.configs:
-        log.info("loading %s config=%s split=%s", spec.hf_id, config, spec.split)
-        ds = datasets.load_dataset(spec.hf_id, config, split=spec.split, token=token,
+        log.info("loading %s config=%s split=%s revision=%s", spec.hf_id, config, spec.split, revision or "main")
+        ds = datasets.load_dataset(spec.hf_id, config, split=spec.split, token=token, revision=revision,
                                    cache_dir=str(cache_dir) if cache_dir is not None else None)
         out.extend((config, dict(row)) for row in ds)
     return out
@@ -315,14 +343,21 @@ def _tag_raw(spec: BenchmarkSpec, raw: Iterable[dict] | Mapping[str, Iterable[di
     return rows
 
 
-def normalise_rows(spec: BenchmarkSpec, tagged: list[tuple[str | None, dict]]) -> list[dict]:
-    """Raw rows -> ``{id, question, answer, meta}`` rows. ValueError naming the row index on a bad row.
+def content_id(name: str, question: str) -> str:
+    """``"{name}-{h}"``, h = first 12 hex digits of sha256(question as UTF-8): the row's id, independent of order."""
+    return f"{name}-{hashlib.sha256(question.encode('utf-8')).hexdigest()[:12]}"
 
-    Ids are ``{name}-{i:04d}`` with i the raw row's position (kept even when rows are dropped). A training set
-    (``spec.is_train``) drops rows without an extractable answer (NoAnswerError), with a warning, as long as they
-    are at most ``MAX_TRAIN_DROP_FRAC`` of the rows; an evaluation set never drops a row.
+
+def normalise_with_solutions(spec: BenchmarkSpec, tagged: list[tuple[str | None, dict]]
+                             ) -> tuple[list[dict], list[str | None]]:
+    """Raw rows -> (``{id, question, answer, meta}`` rows, the reference solution of each kept row or None).
+
+    Ids: :func:`content_id`; a question seen before gets ``-2``, ``-3``, ... (warned). ValueError naming the raw row
+    index on a bad row. A training set (``spec.is_train``) drops rows without an extractable answer
+    (NoAnswerError), with a warning, as long as they are at most ``MAX_TRAIN_DROP_FRAC`` of the rows; an
+    evaluation set never drops a row.
     """
-    rows, dropped = [], []
+    rows, solutions, dropped, seen = [], [], [], {}
     for i, (config, raw) in enumerate(tagged):
         try:
             question, answer, meta = spec.normaliser(raw)
@@ -337,7 +372,13 @@ def normalise_rows(spec: BenchmarkSpec, tagged: list[tuple[str | None, dict]]) -
             raise ValueError(f"{spec.name} row {i}: empty gold answer; expected a non-empty string")
         if config is not None and len(spec.configs) > 1:
             meta = {"config": config, **meta}
-        rows.append({"id": f"{spec.name}-{i:04d}", "question": question, "answer": answer, "meta": meta})
+        rid = content_id(spec.name, question)
+        seen[rid] = seen.get(rid, 0) + 1
+        if seen[rid] > 1:
+            log.warning("%s row %d repeats the question of %s: id %s-%d", spec.name, i, rid, rid, seen[rid])
+            rid = f"{rid}-{seen[rid]}"
+        rows.append({"id": rid, "question": question, "answer": answer, "meta": meta})
+        solutions.append(gold_check.reference_solution(raw, spec.solution_field))
     if dropped:
         frac = len(dropped) / len(tagged)
         detail = "; ".join(f"row {i}: {msg}" for i, msg in dropped[:5])
@@ -346,19 +387,63 @@ def normalise_rows(spec: BenchmarkSpec, tagged: list[tuple[str | None, dict]]) -
                              f"(> {MAX_TRAIN_DROP_FRAC:.0%}); expected almost all to have one. {detail}")
         log.warning("%s: dropped %d/%d rows without an extractable answer: %s", spec.name, len(dropped), len(tagged),
                     detail)
-    return rows
+    return rows, solutions
+
+
+def normalise_rows(spec: BenchmarkSpec, tagged: list[tuple[str | None, dict]]) -> list[dict]:
+    """Raw rows -> ``{id, question, answer, meta}`` rows (:func:`normalise_with_solutions` without the solutions)."""
+    return normalise_with_solutions(spec, tagged)[0]
 
 
 def check_count(spec: BenchmarkSpec, got: int, *, allow_mismatch: bool = False) -> None:
     """ValueError (naming benchmark, got, expected) if ``got != spec.expected_rows``; a warning if allowed."""
     if spec.expected_rows is None:
-        log.info("%s: %d rows (no expected count registered)", spec.name, got)
+        log.warning("%s (%s): got %d rows; no verified row count is registered for it, so the count is not checked",
+                    spec.name, spec.hf_id, got)
         return
     if got != spec.expected_rows:
         msg = f"benchmark {spec.name!r} ({spec.hf_id}): got {got} rows, expected {spec.expected_rows}"
         if not allow_mismatch:
             raise ValueError(msg + " (pass --allow-count-mismatch / allow_count_mismatch=True to write anyway)")
         log.warning("%s; writing anyway (allow_count_mismatch)", msg)
+
+
+class GoldSelfCheckError(ValueError):
+    """A prepared row's gold does not grade correct against itself and is not a known upstream error."""
+
+
+def audit_path_for(out_path: str | os.PathLike) -> str:
+    """``results/data/x.jsonl`` -> ``results/data/x.audit.json`` (the data stage's audit file)."""
+    p = str(out_path)
+    return (p[: -len(".jsonl")] if p.endswith(".jsonl") else p) + ".audit.json"
+
+
+def _apply_self_check(spec: BenchmarkSpec, rows: list[dict], report: dict, audit: str | None) -> list[dict]:
+    """Rows to write after the gold self-check: an evaluation set with an unexpected failure raises
+    GoldSelfCheckError; a training set drops such rows (at most MAX_TRAIN_DROP_FRAC of them, else ValueError)."""
+    bad = gold_check.unexpected(report)
+    if not bad:
+        return rows
+    if not spec.is_train:
+        raise GoldSelfCheckError(gold_check.failure_line(spec.name, bad, audit))
+    bad_ids = {f["id"] for f in bad}
+    if len(bad_ids) > MAX_TRAIN_DROP_FRAC * len(rows):
+        raise GoldSelfCheckError(gold_check.failure_line(spec.name, bad, audit)
+                                 + f" ({len(bad_ids)}/{len(rows)} rows > {MAX_TRAIN_DROP_FRAC:.0%})")
+    log.warning("%s: dropping %d/%d training rows whose gold cannot grade correct (they could never earn a reward): "
+                "%s", spec.name, len(bad_ids), len(rows), ", ".join(sorted(bad_ids)[:5]))
+    report["dropped_ids"] = sorted(bad_ids)
+    return [r for r in rows if r["id"] not in bad_ids]
+
+
+def self_check_file(name: str, path: str | os.PathLike) -> dict:
+    """Gold self-check of a frozen JSONL file (no reference solutions); GoldSelfCheckError if any row fails."""
+    rows = read_jsonl(path)
+    report = gold_check.self_check(name, rows, [None] * len(rows))
+    bad = gold_check.unexpected(report)
+    if bad:
+        raise GoldSelfCheckError(gold_check.failure_line(name, bad, None))
+    return report
 
 
 def prepare(
@@ -368,153 +453,55 @@ def prepare(
     raw: Iterable[dict] | Mapping[str, Iterable[dict]] | None = None,
     token: str | None = None,
     allow_count_mismatch: bool = False,
+    audit_path: str | os.PathLike | None = None,
+    self_check: bool = True,
+    timeout: float = 5.0,
 ) -> int:
     """Freeze benchmark ``name`` to JSONL at ``out_path``; returns the number of rows written.
 
     ``raw``: rows in the data set's own schema (an iterable, or a mapping config -> rows) instead of downloading —
-    how tests feed fixtures. Without it the rows come from ``datasets.load_dataset`` (for a gated set the token is
-    checked first: GatedDatasetError before any download). The row count is checked against ``expected_rows``
-    before anything is written; ids must be unique. The file is written atomically.
+    how tests feed fixtures. Without it the rows come from ``datasets.load_dataset`` at the pinned revision (for a
+    gated set the token is checked first: GatedDatasetError before any download). The row count is checked against
+    ``expected_rows`` before anything is written; ids must be unique. Then the gold self-check
+    (analysis.gold_check; ``timeout`` s per graded pair) runs; its report, the revision and the counts go to
+    ``audit_path`` (default: :func:`audit_path_for`), written even when the check fails. GoldSelfCheckError (one
+    line: benchmark, row id, gold) if an evaluation row fails it and is not a known upstream error; a training set
+    drops such rows instead (at most MAX_TRAIN_DROP_FRAC). The data file is written atomically, only on success.
     """
     spec = get_spec(name)
+    audit = str(audit_path) if audit_path is not None else audit_path_for(out_path)
     if raw is None:
         tok = resolve_token(spec, token)
         tagged = load_raw(spec, tok)
     else:
         tagged = _tag_raw(spec, raw)
     check_count(spec, len(tagged), allow_mismatch=allow_count_mismatch)
-    rows = normalise_rows(spec, tagged)
+    rows, solutions = normalise_with_solutions(spec, tagged)
     changed = sum("answer_raw" in r["meta"] for r in rows)
     if changed:
         log.info("%s: %d answers canonicalised (originals in meta.answer_raw)", name, changed)
+    report = gold_check.self_check(name, rows, solutions, timeout=timeout) if self_check else None
+    info = {"benchmark": name, "hf_id": spec.hf_id, "configs": spec.configs, "split": spec.split,
+            "revision": spec.revision, "revision_verified": spec.revision_verified,
+            "source": "download" if raw is None else "raw rows passed in", "expected_rows": spec.expected_rows,
+            "raw_rows": len(tagged), "normalised_rows": len(rows), "gold_self_check": report}
+    try:
+        if report is not None:
+            for f in report["failures"]:
+                (log.info if f["known_upstream_error"] else log.error)(
+                    "%s %s gold %r: %s does not grade correct (extracted %r, status %s)%s", name, f["id"], f["gold"],
+                    f["check"], f["extracted"], f["status"],
+                    f"; known upstream error: {f['known_upstream_error']}" if f["known_upstream_error"] else "")
+            rows = _apply_self_check(spec, rows, report, audit)
+            log.info("%s: gold self-check graded %d pairs in %.1f s: %d failures (%d known upstream errors)", name,
+                     report["checked"], report["seconds"], len(report["failures"]),
+                     len(report["failures"]) - len(gold_check.unexpected(report)))
+        info["rows_written"] = len(rows)
+    finally:
+        write_text_atomic(audit, json.dumps(info, indent=1, ensure_ascii=False) + "\n")
     n = write_jsonl_atomic(out_path, rows)
-    log.info("%s: wrote %d rows to %s", name, n, out_path)
+    log.info("%s: wrote %d rows to %s (audit: %s)", name, n, out_path, audit)
     return n
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Synthetic arithmetic (CPU configurations)
-
-_NAMES = ["tom", "ann", "sam", "mia", "ben", "eva", "max", "zoe"]
-_ITEMS = ["apples", "pears", "books", "coins", "pens", "cards", "balls", "shells"]
-
-
-def _space_binary(op: str, lo_a: int, hi_a: int, lo_b: int, hi_b: int, *, nonneg: bool = False) -> list[tuple]:
-    """All problems "a{op}b" for a in [lo_a, hi_a], b in [lo_b, hi_b]: list of (question, answer, meta)."""
-    fn = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}[op]
-    out = []
-    for a in range(lo_a, hi_a + 1):
-        for b in range(lo_b, hi_b + 1):
-            if nonneg and fn(a, b) < 0:
-                continue
-            out.append((f"{a}{op}{b}", str(fn(a, b)), {"a": a, "b": b, "op": op}))
-    return out
-
-
-def _space_word() -> list[tuple]:
-    """Short lowercase word problems (add / take away / groups of), numbers 1..9."""
-    out = []
-    for name in _NAMES:
-        for item in _ITEMS:
-            for a in range(1, 10):
-                for b in range(1, 10):
-                    out.append((f"{name} has {a} {item} and buys {b} more. how many {item}?", str(a + b),
-                                {"a": a, "b": b, "op": "+"}))
-                    if b <= a:
-                        out.append((f"{name} has {a} {item} and gives away {b}. how many {item} are left?",
-                                    str(a - b), {"a": a, "b": b, "op": "-"}))
-                    out.append((f"{name} has {a} bags with {b} {item} in each. how many {item}?", str(a * b),
-                                {"a": a, "b": b, "op": "*"}))
-    return out
-
-
-# tier -> (description, space builder). Spaces are small (<= ~20k) so they are materialised.
-TIERS: dict[str, tuple[str, Callable[[], list[tuple]]]] = {
-    "add1": ("1-digit addition a+b, a,b in 0..9 (100 problems)", lambda: _space_binary("+", 0, 9, 0, 9)),
-    "mul1": ("1-digit multiplication a*b, a,b in 0..9 (100 problems)", lambda: _space_binary("*", 0, 9, 0, 9)),
-    "add2": ("addition a+b, a,b in 0..99 (10,000 problems)", lambda: _space_binary("+", 0, 99, 0, 99)),
-    "sub2": ("subtraction a-b, 0 <= b <= a <= 99 (5,050 problems)",
-             lambda: _space_binary("-", 0, 99, 0, 99, nonneg=True)),
-    "word": ("lowercase word problems, + - * on 1..9", _space_word),
-}
-
-
-def _split_counts(total: int, k: int) -> list[int]:
-    """Split ``total`` into ``k`` near-equal parts, remainder to the first parts."""
-    return [total // k + (1 if i < total % k else 0) for i in range(k)]
-
-
-def make_arithmetic_rows(
-    *, tiers: list[str], n_train: int, n_test: int, seed: int
-) -> tuple[list[dict], list[dict]]:
-    """Deterministic synthetic train/test rows (no I/O). See :func:`make_arithmetic`."""
-    if isinstance(tiers, str):
-        tiers = [t for t in tiers.split(",") if t]
-    if not tiers:
-        raise ValueError("tiers is empty; expected at least one of " + ", ".join(TIERS))
-    bad = [t for t in tiers if t not in TIERS]
-    if bad:
-        raise ValueError(f"unknown arithmetic tier(s) {bad}; expected some of {', '.join(TIERS)}")
-    if len(set(tiers)) != len(tiers):
-        raise ValueError(f"tiers {tiers} has duplicates; expected distinct tier names")
-    if n_train < 0 or n_test < 0 or n_train + n_test == 0:
-        raise ValueError(f"n_train={n_train}, n_test={n_test}: expected non-negative sizes, not both zero")
-    tr_counts = _split_counts(n_train, len(tiers))
-    te_counts = _split_counts(n_test, len(tiers))
-    # Each tier's space minus the questions of the tiers before it ("3+4" is in add1 and add2): questions stay
-    # unique across tiers, so train/test are disjoint by question string over the whole file.
-    spaces, seen = {}, set()
-    for t in tiers:
-        spaces[t] = [p for p in TIERS[t][1]() if p[0] not in seen]
-        seen.update(p[0] for p in spaces[t])
-    for t, a, b in zip(tiers, tr_counts, te_counts):  # check all sizes before sampling anything
-        if a + b > len(spaces[t]):
-            raise ValueError(
-                f"tier {t!r} has only {len(spaces[t])} distinct problems; requested {a} train + {b} test = {a + b}"
-            )
-    train, test = [], []
-    for t, a, b in zip(tiers, tr_counts, te_counts):
-        rng = random.Random(f"rspo-arith:{seed}:{t}")  # str seeds are hashed with sha512: stable across runs
-        picks = rng.sample(range(len(spaces[t])), a + b)  # distinct indices -> distinct question strings
-        for dest, idxs in ((train, picks[:a]), (test, picks[a:])):
-            for i in idxs:
-                q, ans, meta = spaces[t][i]
-                dest.append({"question": q, "answer": ans, "meta": {"tier": t, **meta}})
-    for split, rows in (("train", train), ("test", test)):
-        random.Random(f"rspo-arith:{seed}:shuffle:{split}").shuffle(rows)
-        for j, row in enumerate(rows):
-            row["id"] = f"arith-{split}-{j:05d}"
-    overlap = {r["question"] for r in train} & {r["question"] for r in test}
-    if overlap:  # guaranteed empty by construction; kept as a cheap invariant check
-        raise RuntimeError(f"train/test overlap {sorted(overlap)[:5]}")
-    key_order = ("id", "question", "answer", "meta")
-    return ([{k: r[k] for k in key_order} for r in train], [{k: r[k] for k in key_order} for r in test])
-
-
-def make_arithmetic(
-    out_train: str | os.PathLike,
-    out_test: str | os.PathLike,
-    *,
-    tiers: list[str] | str,
-    n_train: int,
-    n_test: int,
-    seed: int,
-) -> tuple[int, int]:
-    """Write synthetic arithmetic train/test JSONL sets, deterministic from ``seed``.
-
-    ``n_train`` / ``n_test`` are totals, split as evenly as possible over ``tiers`` (remainder to the first tiers).
-    Train and test are disjoint by question string (sampled without replacement from each tier's problem space; a
-    question shared by two tiers, e.g. "3+4" in add1 and add2, belongs to the first tier listed); ValueError if a
-    tier's space is smaller than its train + test share. Questions look like ``"12+7"``/``"3*4"``
-    (no spaces, no "=": the ``plain`` prompt template appends "="); answers are integer strings; ``meta.tier``.
-    Returns (train rows, test rows).
-    """
-    train, test = make_arithmetic_rows(tiers=tiers, n_train=n_train, n_test=n_test, seed=seed)
-    write_jsonl_atomic(out_train, train)
-    write_jsonl_atomic(out_test, test)
-    log.info("arithmetic seed=%d tiers=%s: %d train -> %s, %d test -> %s", seed, tiers, len(train), out_train,
-             len(test), out_test)
-    return len(train), len(test)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -522,18 +509,22 @@ def make_arithmetic(
 
 
 def _cmd_list() -> None:
-    print(f"{'name':<14} {'rows':>5}  {'gated':<5}  {'split':<6} hf_id [configs]")
+    print(f"{'name':<14} {'rows':>5}  {'gated':<5}  {'split':<6} {'revision':<12} hf_id [configs]")
     for s in BENCHMARKS.values():
         configs = "" if s.configs == [None] else " [" + ", ".join(c for c in s.configs if c) + "]"
         rows = "?" if s.expected_rows is None else str(s.expected_rows)
-        print(f"{s.name:<14} {rows:>5}  {'yes' if s.gated else 'no':<5}  {s.split:<6} {s.hf_id}{configs}")
+        rev = s.revision[:10] if s.revision_verified else s.revision
+        print(f"{s.name:<14} {rows:>5}  {'yes' if s.gated else 'no':<5}  {s.split:<6} {rev:<12} {s.hf_id}{configs}")
     print("\narithmetic tiers:")
     for t, (desc, _) in TIERS.items():
         print(f"  {t:<6} {desc}")
+    print("\nsynthetic benchmarks (rule arithmetic):")
+    for name, desc in SYNTHETIC_BENCHMARKS.items():
+        print(f"  {name:<16} {desc}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """CLI entry point (see module docstring)."""
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI's parser: sub-commands list, prepare, arithmetic."""
     p = argparse.ArgumentParser(prog="python -m analysis.datasets", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="list registered benchmarks and arithmetic tiers")
@@ -542,6 +533,7 @@ def main(argv: list[str] | None = None) -> int:
     pp.add_argument("out", help="output JSONL path")
     pp.add_argument("--token", default=None, help="HF token for gated sets (default: $HF_TOKEN)")
     pp.add_argument("--allow-count-mismatch", action="store_true", help="write even if the row count is unexpected")
+    pp.add_argument("--audit", default=None, help="audit JSON to write (default: OUT with .audit.json)")
     pa = sub.add_parser("arithmetic", help="write synthetic arithmetic train/test sets")
     pa.add_argument("--train", required=True, help="output train JSONL")
     pa.add_argument("--test", required=True, help="output test JSONL")
@@ -550,19 +542,53 @@ def main(argv: list[str] | None = None) -> int:
     pa.add_argument("--n-train", type=int, default=2000, help="total train rows (split over tiers)")
     pa.add_argument("--n-test", type=int, default=200, help="total test rows (split over tiers)")
     pa.add_argument("--seed", type=int, default=0, help="sampling seed")
-    args = p.parse_args(argv)
+    pa.add_argument("--clean", default=None, help="output arithmetic_clean JSONL (trained tiers, not in train/test)")
+    pa.add_argument("--n-clean", type=int, default=0, help="arithmetic_clean rows (split over tiers)")
+    pa.add_argument("--seen", default=None, help="output arithmetic_seen JSONL (training rows, verbatim)")
+    pa.add_argument("--n-seen", type=int, default=0, help="arithmetic_seen rows (split over tiers)")
+    return p
+
+
+def _arith_tiers(args: argparse.Namespace) -> list[str]:
+    return [t for item in args.tiers for t in item.split(",") if t]
+
+
+def check_argv(argv: list[str]) -> None:
+    """Parse and check a command line without running it (the workflow calls this before any job). ValueError."""
+    args = parse_strict(build_parser(), argv)
+    if args.cmd == "prepare":
+        get_spec(args.name)
+    elif args.cmd == "arithmetic":
+        check_arithmetic_args(tiers=_arith_tiers(args), n_train=args.n_train, n_test=args.n_test,
+                              n_clean=args.n_clean, n_seen=args.n_seen)
+        if (args.n_clean and not args.clean) or (args.n_seen and not args.seen):
+            raise ValueError(f"--n-clean {args.n_clean} / --n-seen {args.n_seen}: a non-zero size needs its output "
+                             "path (--clean / --seen)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point (see module docstring)."""
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         if args.cmd == "list":
             _cmd_list()
         elif args.cmd == "prepare":
-            n = prepare(args.name, args.out, token=args.token, allow_count_mismatch=args.allow_count_mismatch)
+            n = prepare(args.name, args.out, token=args.token, allow_count_mismatch=args.allow_count_mismatch,
+                        audit_path=args.audit)
             print(f"{args.name}: {n} rows -> {args.out}")
         else:
-            tiers = [t for item in args.tiers for t in item.split(",") if t]
-            a, b = make_arithmetic(args.train, args.test, tiers=tiers, n_train=args.n_train, n_test=args.n_test,
-                                   seed=args.seed)
-            print(f"arithmetic: {a} train -> {args.train}, {b} test -> {args.test}")
+            a, b = make_arithmetic(args.train, args.test, tiers=_arith_tiers(args), n_train=args.n_train, n_test=args.n_test,
+                                   seed=args.seed, out_clean=args.clean, n_clean=args.n_clean, out_seen=args.seen,
+                                   n_seen=args.n_seen)
+            written = [("arithmetic_train", args.train), ("arithmetic", args.test), ("arithmetic_clean", args.clean),
+                       ("arithmetic_seen", args.seen)]
+            for split, path in written:
+                if path is not None:
+                    self_check_file(split, path)  # integer golds: fast path, ~0.04 ms a row
+            print(f"arithmetic: {a} train -> {args.train}, {b} test -> {args.test}"
+                  + "".join(f", {n} {what} -> {p}" for what, n, p in (("clean", args.n_clean, args.clean),
+                                                                       ("seen", args.n_seen, args.seen)) if p))
     except ValueError as exc:  # bad input: one clear line, exit status 2
         print(f"error: {exc}", file=sys.stderr)
         return 2

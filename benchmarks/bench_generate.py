@@ -93,7 +93,7 @@ def time_native(backend, prompts, n, sampling) -> dict:
 
     import torch
 
-    from analysis.generate import split_at_stop
+    from rspo_core.sampler import split_at_stop
 
     rows = [p for p in prompts for _ in range(n)]
     enc = backend.tokenizer(rows, return_tensors="pt", padding=True, add_special_tokens=backend.add_special_tokens)
@@ -117,7 +117,7 @@ def main(argv=None) -> int:
     from transformers import AutoTokenizer, GenerationConfig
 
     from analysis.generate import SamplingConfig, problem_seed, resolve_template, stop_token_ids
-    from analysis.prompts import format_prompt
+    from rspo_core.prompts import format_prompt
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -37,7 +37,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from analysis.atomic import write_text_atomic
+from rspo_core.atomic import write_text_atomic
 
 from rspo_patch.estimators import ESTIMATORS, check_estimator_args, get_estimator
 

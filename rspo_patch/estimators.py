@@ -19,12 +19,13 @@ with y_1..y_n drawn iid from the policy,
     w_i = k * E_T[(R_i - max T)^+],  T a uniformly random (k-1)-subset of the other n-1 responses
         = k / C(n-1, k-1) * sum_{j <= c_<[i]} (R_i - R_(j)) C(j-1, k-2)      (R_(j) ascending, k >= 2)
 
-No estimator loops over prompts in Python; binomial ratios are computed with log-gamma in float64, so n up to 4096 and
-any 1 <= k <= n stay finite. The Max@k estimators sort each group once: O(n log n) per group instead of the O(n^2 k) of
+No estimator loops over prompts in Python; binomial ratios are exact integer ratios rounded once (per sorted position)
+or log-gamma in float64 (per group), so n up to 4096 and any 1 <= k <= n stay finite. The Max@k estimators sort each group once: O(n log n) per group instead of the O(n^2 k) of
 the paper's Algorithm 2.
 
 Names (see ../shared/DESIGN.md "Estimators"): pg, grpo, baseline, rspo_pass, rspo_pass_plugin, rspo_max,
-rspo_max_sorted, rspo_max_plugin, pkpo_s, pkpo_sloo, passk_chen, grpo_passk, rs_grpo.
+rspo_max_sorted, rspo_max_plugin, pkpo_s, pkpo_sloo, passk_chen, grpo_passk, rs_grpo, maxpo. Which published code or
+equation each one was checked against, and by which test: docs/estimators.md.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from enum import Enum
 from typing import Callable
 
 import torch
+
+from rspo_core.schedules import K_SCHEDULES, k_schedule  # re-exported: callers import them from here too
 
 __all__ = [
     "Estimator",
@@ -66,6 +69,7 @@ class Estimator(str, Enum):
     PASSK_CHEN = "passk_chen"
     GRPO_PASSK = "grpo_passk"
     RS_GRPO = "rs_grpo"
+    MAXPO = "maxpo"
 
 
 @dataclass(frozen=True)
@@ -178,6 +182,20 @@ def _validate(spec_name: str, rewards: torch.Tensor, k: int, hp: dict) -> None:
         raise ValueError(f"{spec_name}: requires binary 0/1 rewards, got value {bad}")
 
 
+def _finite_in(name: str, w64: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``w64`` (float64 weights) cast to ``dtype``; ValueError if a weight is not finite there (e.g. float16 overflow).
+
+    Weights are computed in float64; float16 rewards of 3e4 can give weights above 65504, which would silently become
+    inf. One reduction pass (aminmax), no (P, n) temporaries."""
+    w = w64.to(dtype)
+    if w.numel() and not all(map(math.isfinite, torch.aminmax(w))):
+        big = w64.abs().max().item()
+        raise ValueError(f"{name}: weights are not finite in {dtype} (largest |weight| {big:.4g} in float64, "
+                         f"{dtype} holds up to {torch.finfo(dtype).max:.4g}); pass the rewards as float32 or float64, "
+                         f"or rescale them")
+    return w
+
+
 def register_estimator(
     name: str | Estimator,
     *,
@@ -209,17 +227,19 @@ def register_estimator(
 
         @functools.wraps(raw)
         def fn(rewards: torch.Tensor, *, k: int, **hp) -> torch.Tensor:
+            if isinstance(rewards, torch.Tensor):
+                rewards = rewards.detach()  # weights are constants of the loss; no autograd warnings in the checks
             _validate(key, rewards, k, hp)
             out_dtype = rewards.dtype if rewards.is_floating_point() else torch.float32
             with torch.no_grad():
                 if rewards.shape[0] == 0:
                     return torch.zeros(rewards.shape, dtype=out_dtype, device=rewards.device)
                 if not sorted_input:
-                    return raw(rewards.detach().to(torch.float64), k=k, **{**defaults, **hp}).to(out_dtype)
-                r = rewards.detach()
-                vals, idx = torch.sort(r.to(torch.uint8) if r.dtype == torch.bool else r, dim=1, stable=True)
-                w = raw(vals.to(torch.float64), k=k, **{**defaults, **hp})
-                return torch.empty(r.shape, dtype=out_dtype, device=r.device).scatter_(1, idx, w.to(out_dtype))
+                    return _finite_in(key, raw(rewards.to(torch.float64), k=k, **{**defaults, **hp}), out_dtype)
+                vals, idx = torch.sort(rewards.to(torch.uint8) if rewards.dtype == torch.bool else rewards, dim=1,
+                                       stable=True)
+                w = _finite_in(key, raw(vals.to(torch.float64), k=k, **{**defaults, **hp}), out_dtype)
+                return torch.empty(rewards.shape, dtype=out_dtype, device=rewards.device).scatter_(1, idx, w)
 
         ESTIMATORS[key] = EstimatorSpec(
             name=key, fn=fn, raw_fn=raw, description=description, unbiased=unbiased, unbiased_at_k1=unbiased_at_k1,
@@ -266,9 +286,22 @@ def _comb_ratio(a: torch.Tensor, b: int, c: int, d: int) -> torch.Tensor:
 
 @functools.lru_cache(maxsize=256)
 def _position_ratio(n: int, shift: int, b: int, c: int, d: int, device: torch.device) -> torch.Tensor:
-    """(n,) float64 vector C(j - shift, b) / C(c, d) for sorted positions j = 1..n, cached per (n, k) (read-only)."""
-    j = torch.arange(1, n + 1, dtype=torch.float64, device=device)
-    return _comb_ratio(j - shift, b, c, d)
+    """(n,) float64 vector C(j - shift, b) / C(c, d) for sorted positions j = 1..n, cached per (n, k) (read-only).
+
+    Exact: integer binomials by the recurrence C(m, b) = C(m-1, b) m / (m - b), each ratio rounded once (Python's int
+    true division is correctly rounded; log-gamma ratios are off by up to ~3e-12 relative at n = 4096). O(n) big-int
+    steps, a few ms at n = 4096, once per (n, k).
+    """
+    den = math.comb(c, d)
+    out = [0.0] * n
+    num = 1
+    for j in range(1, n + 1):
+        m = j - shift
+        if b < 0 or m < b:
+            continue
+        num = 1 if m == b else num * m // (m - b)
+        out[j - 1] = num / den
+    return torch.tensor(out, dtype=torch.float64, device=device)
 
 
 @functools.lru_cache(maxsize=256)
@@ -292,10 +325,10 @@ def pg(rewards: torch.Tensor, *, k: int) -> torch.Tensor:
                     hyperparameters={"eps": 1e-9},
                     description="GRPO / OpenRLHF group_norm: (R_i - mean) / (std + eps), unbiased std")
 def grpo(rewards: torch.Tensor, *, k: int, eps: float) -> torch.Tensor:
-    """w_i = (R_i - mean_j R_j) / (std_j R_j + eps), std with Bessel's correction as OpenRLHF's group_norm. (P, n)."""
-    mean = rewards.mean(dim=1, keepdim=True)
-    std = rewards.std(dim=1, keepdim=True, unbiased=True)
-    return (rewards - mean) / (std + eps)
+    """w_i = (R_i - mean_j R_j) / (std_j R_j + eps), std with Bessel's correction as OpenRLHF's group_norm. (P, n).
+    Rows are shifted by their first entry first (w is shift-invariant): a constant group gets exactly 0."""
+    r = rewards - rewards[:, :1]
+    return (r - r.mean(dim=1, keepdim=True)) / (r.std(dim=1, keepdim=True, unbiased=True) + eps)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -456,42 +489,64 @@ def _add_suffix_sums_(w: torch.Tensor, rs: torch.Tensor, coef: torch.Tensor) -> 
     return w
 
 
-def _pkpo_s_rows(rs: torch.Tensor, k: int) -> torch.Tensor:
-    """PKPO's s_i on ascending rows, times n; overwrites rs.
+@register_estimator(Estimator.PKPO_S, unbiased=True, sorted_input=True,
+                    description="PKPO s (Walder & Karkhanis 2025): n/C(n,k) sum_{S ∋ i, |S|=k} max(S)")
+def pkpo_s(rs: torch.Tensor, *, k: int) -> torch.Tensor:
+    """w_i = n * s_i, s_i = (1/C(n,k)) sum over k-subsets S containing i of max(S) (no baseline). On sorted rows (P, n):
     s_(p) = [R_(p) C(p-1, k-1) + sum_{j>p} R_(j) C(j-2, k-2)] / C(n, k)."""
     n = rs.shape[1]
     own = n * _position_ratio(n, 1, k - 1, n, k, rs.device)  # (n,): subsets where p itself is the max
     other = n * _position_ratio(n, 2, k - 2, n, k, rs.device)  # (n,): subsets whose max sits at j > p
-    w = torch.mul(rs, own)
-    return _add_suffix_sums_(w, rs, other)
+    return _add_suffix_sums_(torch.mul(rs, own), rs, other)
 
 
-@register_estimator(Estimator.PKPO_S, unbiased=True, sorted_input=True,
-                    description="PKPO s (Walder & Karkhanis 2025): n/C(n,k) sum_{S ∋ i, |S|=k} max(S)")
-def pkpo_s(rs: torch.Tensor, *, k: int) -> torch.Tensor:
-    """w_i = n * s_i, s_i = (1/C(n,k)) sum over k-subsets S containing i of max(S) (no baseline). Sorted rows (P, n)."""
-    return _pkpo_s_rows(rs, k)
+def _subset_contrast_rows(rs: torch.Tensor, k: int, c: float) -> torch.Tensor:
+    """n s_(p) - c rho_{-(p)} on ascending rows (P, n), in sorted order; needs n > k. rs is read, not written.
 
-
-@register_estimator(Estimator.PKPO_SLOO, unbiased=True, min_n=2, n_minus_k=1, sorted_input=True,
-                    description="PKPO s^loo: n (s_i - (k/n) rho_{-i}), rho_{-i} = max@k estimate from the others")
-def pkpo_sloo(rs: torch.Tensor, *, k: int) -> torch.Tensor:
-    """w_i = n * (s_i - (k/n) * rho_{-i}) with rho_{-i} the unbiased max@k estimate from the other n-1 responses:
-
-    rho_{-(p)} = [sum_{j<p} R_(j) C(j-1, k-1) + sum_{j>p} R_(j) C(j-2, k-1)] / C(n-1, k)   (needs n > k).
-    Both n s and k rho need a suffix sum over j > p; they share one:
-        w_(p) = n own_p R_(p) - k sum_{j<p} R_(j) lo_j + sum_{j>p} R_(j) (n other_j - k hi_j).
-    Sorted rows (P, n) -> (P, n).
+    n s_(p) = n [R_(p) C(p-1, k-1) + sum_{j>p} R_(j) C(j-2, k-2)] / C(n, k)            (PKPO's s, times n)
+    rho_{-(p)} = [sum_{j<p} R_(j) C(j-1, k-1) + sum_{j>p} R_(j) C(j-2, k-1)] / C(n-1, k)   (max@k estimate without p)
+    Both need a suffix sum over j > p; they share one: w_(p) = own_p R_(p) - sum_{j<p} R_(j) lo_j + sum_{j>p} R_(j) mixed_j.
     """
     n = rs.shape[1]
     own = n * _position_ratio(n, 1, k - 1, n, k, rs.device)
-    lo = k * _position_ratio(n, 1, k - 1, n - 1, k, rs.device)
-    mixed = n * _position_ratio(n, 2, k - 2, n, k, rs.device) - k * _position_ratio(n, 2, k - 1, n - 1, k, rs.device)
+    lo = c * _position_ratio(n, 1, k - 1, n - 1, k, rs.device)
+    mixed = n * _position_ratio(n, 2, k - 2, n, k, rs.device) - c * _position_ratio(n, 2, k - 1, n - 1, k, rs.device)
     w = torch.mul(rs, own)
     _add_suffix_sums_(w, rs, mixed)
     head = torch.mul(rs, lo).cumsum_(1)  # inclusive; shifted by one below: sum_{j < p}
     w[:, 1:].sub_(head[:, :-1])
     return w
+
+
+@register_estimator(Estimator.PKPO_SLOO, unbiased=True, min_n=2, n_minus_k=1, sorted_input=True,
+                    description="PKPO s^loo (Walder & Karkhanis 2025, Eq. 29, Listing 1), times n: "
+                                "n (s_i - k rho_{-i} / (n-1))")
+def pkpo_sloo(rs: torch.Tensor, *, k: int) -> torch.Tensor:
+    """PKPO's s^loo times n. Listing 1: ``sloo = s - b / (n - 1)`` with b_i = sum_{j != i} s_j(batch without i)
+    = k rho_{-i}, rho_{-i} the unbiased max@k estimate from the other n - 1 responses (each k-subset of the others is
+    counted once per member). So w_i = n s_i - (n k / (n - 1)) rho_{-i}; k = 1 gives R_i - n/(n-1) mean_{j != i} R_j.
+    Not centred: sum_i w_i = -k n rho / (n - 1). Sorted rows (P, n) -> (P, n); needs n > k.
+    """
+    n = rs.shape[1]
+    return _subset_contrast_rows(rs, k, n * k / (n - 1))
+
+
+@register_estimator(Estimator.MAXPO, unbiased=True, min_n=2, n_minus_k=1, sorted_input=True,
+                    description="MaxPO (Takashiro et al. 2026): RSPO/PKPO s^(loo-1) weight minus a leave-two-out "
+                                "baseline; centred; = k [mean max of k-subsets with i - mean max of those without i]")
+def maxpo(rs: torch.Tensor, *, k: int) -> torch.Tensor:
+    """MaxPO's advantage with the leave-two-out (L2O) baseline, times n (docs/estimators.md derives it):
+
+        w_i = a_i - b_i,   a_i = k E_T[(R_i - max T)^+]  (rspo_max = n PKPO s^(loo-1); T: (k-1)-subsets of the others)
+        b_i = (1/(n-1)) sum_{j != i} a_j^{(-i)},   a_j^{(-i)} = a_j computed without response i (leaves out i and j)
+            = E_U[max U - second max U] over the k-subsets U of the others   (n > k)
+
+    b_i does not depend on y_i (unbiased); sum_i b_i = sum_i a_i (each group sums to 0). Algebraically w_i = k [E_{S ∋ i}
+    max S - E_{S ∌ i} max S] over k-subsets S = n s_i - k rho_{-i} (tested against reference.maxpo_l2o_weights), computed
+    so in O(n log n); shift-invariant, so rows are shifted by their minimum first. k = 1: RLOO. Sorted rows (P, n).
+    """
+    rs.sub_(rs[:, :1].clone())  # in place: rs is owned (sorted_input)
+    return _subset_contrast_rows(rs, k, float(k))
 
 
 @register_estimator(Estimator.PASSK_CHEN, unbiased=False, unbiased_at_k1=False, binary_only=True, min_n=2,
@@ -531,43 +586,14 @@ def grpo_passk(rewards: torch.Tensor, *, k: int, norm_by_std: bool, eps: float) 
     return w.scatter_(1, rewards.argmax(dim=1, keepdim=True), gap)
 
 
-@register_estimator(Estimator.RS_GRPO, unbiased=False, unbiased_at_k1=False, uses_k=False,
+@register_estimator(Estimator.RS_GRPO, unbiased=False, unbiased_at_k1=False, uses_k=False, min_n=2,
                     hyperparameters={"beta": 2.0},
                     description="RS-GRPO (Jiang et al. 2025): (1/beta)(exp(beta R_i) / mean_j exp(beta R_j) - 1)")
 def rs_grpo(rewards: torch.Tensor, *, k: int, beta: float) -> torch.Tensor:
-    """w_i = (1/beta) (exp(beta R_i) / mean_j exp(beta R_j) - 1), computed with the row max subtracted. (P, n)."""
+    """w_i = (1/beta) (exp(beta R_i) / mean_j exp(beta R_j) - 1), computed with the row max subtracted. (P, n).
+    n = 1 is rejected like grpo's (the RS-GRPO code would return (e^{beta R} - 1)/beta, i.e. no baseline)."""
     if not beta > 0:
         raise ValueError(f"rs_grpo: beta must be > 0, got {beta}")
     z = beta * (rewards - rewards.amax(dim=1, keepdim=True))
     e = torch.exp(z)
     return (e / e.mean(dim=1, keepdim=True) - 1.0) / beta
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# k schedules (PKPO's k annealing)
-
-K_SCHEDULES = ("constant", "linear", "cosine")
-
-
-def k_schedule(kind: str, k0: int, step: int, total_steps: int) -> int:
-    """The training k at ``step`` (0-indexed) of ``total_steps``.
-
-    constant: k0.  linear: k0 -> 1 linearly over training.  cosine: 1 + (k0 - 1) * (1 + cos(pi t)) / 2.
-    t = step / (total_steps - 1) in [0, 1]; the result is rounded to the nearest int in [1, k0].
-    """
-    if kind not in K_SCHEDULES:
-        raise ValueError(f"unknown k schedule {kind!r}; expected one of {', '.join(K_SCHEDULES)}")
-    if isinstance(k0, bool) or not isinstance(k0, int) or k0 < 1:
-        raise ValueError(f"k0 must be an int >= 1, got {k0!r}")
-    if total_steps < 1:
-        raise ValueError(f"total_steps must be >= 1, got {total_steps}")
-    if not 0 <= step < total_steps:
-        raise ValueError(f"step must be in [0, {total_steps}), got {step}")
-    if kind == "constant" or total_steps == 1:
-        return k0
-    t = step / (total_steps - 1)
-    if kind == "linear":
-        k = k0 + (1 - k0) * t
-    else:
-        k = 1 + (k0 - 1) * 0.5 * (1 + math.cos(math.pi * t))
-    return int(min(max(round(k), 1), k0))

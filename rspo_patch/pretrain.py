@@ -5,7 +5,8 @@
 
 Why a band and not a step count: held-out pass@1 of this model jumps sharply (0.08 -> 0.21 between steps 200 and 240
 in research/tiny-rl.md). RL starting from a model that already solves everything, or nothing, shows none of the
-paper's effects, so the start is chosen by measurement: held-out pass@1 at T=1.0 is evaluated every ``--eval-every``
+paper's effects, so the start is chosen by measurement: held-out pass@1 at T=1.0 (mean correctness of samples from
+``rspo_core.sampler``, the sampler of training and evaluation) is evaluated every ``--eval-every``
 steps and training stops at the first evaluation with ``lo <= pass@1 <= hi``. If the band is never hit within
 ``--max-steps``, the evaluated checkpoint closest to the band is saved and ``reached_target: false`` is logged.
 
@@ -30,7 +31,10 @@ import time
 import torch
 from tqdm import tqdm
 
-from rspo_patch.charlm import replace_dir, build_char_tokenizer, build_tiny_llama, charset_for, count_parameters, evaluate_passk
+from rspo_core.cli import parse_strict
+from rspo_core.sampler import SamplingConfig, problem_seed, row_seeds, sample, stop_token_ids
+from rspo_patch.charlm import (build_char_tokenizer, build_tiny_llama, charset_for, count_parameters, grade_texts,
+                               replace_dir)
 
 log = logging.getLogger("rspo_patch.pretrain")
 
@@ -55,7 +59,7 @@ def encode_examples(rows: list[dict], tokenizer, template: str = "plain") -> tup
 
     The loss mask is 1 on the answer characters and the EOS (answer-only loss), 0 on the prompt and padding.
     """
-    from analysis.prompts import format_prompt
+    from rspo_core.prompts import format_prompt
 
     seqs, masks = [], []
     for r in rows:
@@ -82,6 +86,41 @@ def answer_loss(model, ids: torch.Tensor, att: torch.Tensor, lmask: torch.Tensor
     nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), tgt.reshape(-1),
                                             reduction="none").view_as(m)
     return (nll * m).sum() / m.sum()
+
+
+@torch.no_grad()
+def heldout_pass1(model, tokenizer, rows: list[dict], *, n: int, max_new_tokens: int, template: str, seed: int,
+                  batch_size: int = 1024) -> tuple[float, float]:
+    """(pass@1, entropy) on ``rows`` from n samples per problem at T=1 with the one sampler of training and evaluation.
+
+    pass@1 = mean correctness over all P*n samples (the unbiased pass@1 c/n averaged over problems; grader fallback
+    last_number); problem p's seed is ``problem_seed(seed, id_p)``. entropy = mean over samples of the mean token
+    entropy of the sampling distribution.
+    """
+    from rspo_core.prompts import adds_special_tokens, format_prompt
+
+    prompts = [format_prompt(r["question"], template, tokenizer) for r in rows for _ in range(n)]
+    seeds = row_seeds([problem_seed(seed, str(r.get("id", i))) for i, r in enumerate(rows)], n)
+    sampling = SamplingConfig(temperature=1.0, top_p=1.0, max_new_tokens=max_new_tokens)
+    s = sample(model, tokenizer, prompts, seeds, sampling,
+               stop_ids=stop_token_ids(tokenizer, model.generation_config.eos_token_id),
+               add_special_tokens=adds_special_tokens(template), batch_size=batch_size, record_entropy=True)
+    correct = grade_texts(s.texts, [str(r["answer"]) for r in rows for _ in range(n)], s.finish_reasons)
+    return sum(correct) / len(correct), float(s.entropy.mean())
+
+
+def check_settings(*, target_pass1, lr: float, warmup_steps: int, **positive) -> tuple[float, float]:
+    """ValueError naming the first bad setting; returns the band (lo, hi). ``positive``: integers that must be >= 1
+    (batch_size, max_steps, eval_every, eval_problems, eval_samples, max_new_tokens, hidden, layers, ...)."""
+    lo, hi = map(float, target_pass1)
+    if not 0.0 <= lo <= hi <= 1.0:
+        raise ValueError(f"--target-pass1 must satisfy 0 <= lo <= hi <= 1, got {lo} {hi}")
+    for name, v in positive.items():
+        if int(v) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {v}")
+    if not lr > 0 or warmup_steps < 0:
+        raise ValueError(f"need --lr > 0 and --warmup-steps >= 0, got lr={lr}, warmup_steps={warmup_steps}")
+    return lo, hi
 
 
 def band_distance(p: float, lo: float, hi: float) -> float:
@@ -111,15 +150,9 @@ def pretrain(train_path: str, heldout_path: str, out: str, *, target_pass1=(0.10
 
     ``model_kwargs`` overrides the architecture of ``build_tiny_llama`` (hidden, layers, heads, intermediate).
     """
-    lo, hi = map(float, target_pass1)
-    if not 0.0 <= lo <= hi <= 1.0:
-        raise ValueError(f"--target-pass1 must satisfy 0 <= lo <= hi <= 1, got {lo} {hi}")
-    for name, v in dict(batch_size=batch_size, max_steps=max_steps, eval_every=eval_every,
-                        eval_problems=eval_problems, eval_samples=eval_samples, max_new_tokens=max_new_tokens).items():
-        if int(v) < 1:
-            raise ValueError(f"{name} must be >= 1, got {v}")
-    if lr <= 0 or warmup_steps < 0:
-        raise ValueError(f"need lr > 0 and warmup_steps >= 0, got lr={lr}, warmup_steps={warmup_steps}")
+    lo, hi = check_settings(target_pass1=target_pass1, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps,
+                            max_steps=max_steps, eval_every=eval_every, eval_problems=eval_problems,
+                            eval_samples=eval_samples, max_new_tokens=max_new_tokens, **(model_kwargs or {}))
     train_rows, held_rows = read_rows(train_path), read_rows(heldout_path)
     held_rows = held_rows[:eval_problems]
 
@@ -149,11 +182,10 @@ def pretrain(train_path: str, heldout_path: str, out: str, *, target_pass1=(0.10
         sched.step()
         rec = {"step": step, "loss": loss.item(), "lr": opt.param_groups[0]["lr"], "wall_time": time.time() - t0}
         if step % eval_every == 0:
-            ev = evaluate_passk(model, tok, held_rows, n=eval_samples, ks=(1,), max_new_tokens=max_new_tokens,
-                                temperature=1.0, template=template, seed=seed * 100003 + step)
-            p1 = ev["pass@1"]
+            p1, entropy = heldout_pass1(model, tok, held_rows, n=eval_samples, max_new_tokens=max_new_tokens,
+                                        template=template, seed=seed * 100003 + step)
             rec["pass@1"] = p1
-            rec["entropy"] = ev["entropy"]
+            rec["entropy"] = entropy
             d = band_distance(p1, lo, hi)
             if best is None or d < best[0]:
                 best = (d, step, p1, {k: v.detach().clone() for k, v in model.state_dict().items()})
@@ -182,7 +214,7 @@ def pretrain(train_path: str, heldout_path: str, out: str, *, target_pass1=(0.10
     return summary
 
 
-def main(argv=None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--train", required=True, help="training JSONL ({id, question, answer, meta})")
     ap.add_argument("--heldout", required=True, help="held-out JSONL used for the pass@1 stopping rule")
@@ -208,7 +240,24 @@ def main(argv=None) -> dict:
     ap.add_argument("--no-progress", action="store_true", help="disable the tqdm bar")
     ap.add_argument("--threads", type=int, default=0,
                     help="torch CPU threads (0 = torch's default); 1 is fastest on a busy/shared machine")
-    a = ap.parse_args(argv)
+    return ap
+
+
+def _model_kwargs(a: argparse.Namespace) -> dict:
+    return dict(hidden=a.hidden, layers=a.layers, heads=a.heads, intermediate=a.intermediate)
+
+
+def check_argv(argv: list[str]) -> None:
+    """Parse and check a command line without running it or reading its paths (the workflow calls this before any
+    job). ValueError naming the bad flag."""
+    a = parse_strict(build_parser(), argv)
+    check_settings(target_pass1=a.target_pass1, lr=a.lr, warmup_steps=a.warmup_steps, batch_size=a.batch_size,
+                   max_steps=a.max_steps, eval_every=a.eval_every, eval_problems=a.eval_problems,
+                   eval_samples=a.eval_samples, max_new_tokens=a.max_new_tokens, **_model_kwargs(a))
+
+
+def main(argv=None) -> dict:
+    a = build_parser().parse_args(argv)
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -216,7 +265,7 @@ def main(argv=None) -> dict:
                  lr=a.lr, warmup_steps=a.warmup_steps, max_steps=a.max_steps, eval_every=a.eval_every,
                  eval_problems=a.eval_problems, eval_samples=a.eval_samples, max_new_tokens=a.max_new_tokens,
                  progress=not a.no_progress,
-                 model_kwargs=dict(hidden=a.hidden, layers=a.layers, heads=a.heads, intermediate=a.intermediate))
+                 model_kwargs=_model_kwargs(a))
     print(json.dumps(s))
     return s
 

@@ -6,11 +6,12 @@ Run (the tiny model of config/config.yaml; CPU, ~45 s for 120 steps on 2 cores):
         --out results/train/tiny-rspo --estimator rspo_pass --k 4 --n 8 --reward pass --steps 120 \
         --prompts-per-step 32 --lr 1e-4 --template plain --max-new-tokens 8 --seed 0
 
-Each step (Algorithm 1): sample P prompts; sample n responses each with ``transformers`` ``generate`` (full
-distribution at temperature T: top_k=0, top_p=1); grade every response with ``analysis.verify.grade`` (the one grader
-of training and evaluation); turn the verdict into a reward with ``rspo_patch.rewards`` (``pass``: 0/1, ``max``: the
-paper's length-penalised reward); turn the (P, n) rewards into (P, n) weights with any estimator of
-``rspo_patch.estimators`` (k from ``k_schedule``); take one AdamW step on
+Each step (Algorithm 1): sample P prompts; sample n responses each with the one HF sampler of training and
+evaluation, ``rspo_core.sampler.sample`` (full distribution at temperature T; its own random stream per response;
+stops at EOS and the chat turn-end tokens; "truncated" = max_new_tokens reached without one); grade every response
+with ``rspo_core.grading.grade`` (the one grader of training and evaluation); turn the verdict into a reward with
+``rspo_core.rewards`` (``pass``: 0/1, ``max``: the paper's length-penalised reward); turn the (P, n) rewards into
+(P, n) weights with any estimator of ``rspo_patch.estimators`` (k from ``k_schedule``); take one AdamW step on
 
     loss = -(1/(P n)) sum_{p,i} w_{p,i} * A(y_{p,i}),   A = sum_t log pi(y_t | x, y_<t)   (--aggregation sum, default)
 
@@ -30,10 +31,13 @@ reward_mean, pass_rate, entropy, weight_mean/std/min/max, frac_zero_weight, toke
 renamed into place at the end, so it exists only when complete.
 
 Checkpoints (not a declared output): ``--ckpt-dir`` (default ``<dirname(OUT)>/.ckpt-<basename(OUT)>``) holds
-``step_NNNNNN/`` folders (model, optimizer, scheduler and RNG states, the log so far, the config) every
-``--ckpt-every`` steps and at the end. A restarted run resumes from the newest one and produces bit-identical weights
-to an uninterrupted run: every step's prompt choice and sampling seed are derived from (seed, step) only.
-``--steps`` may be raised on resume (training continues); the other settings must match the checkpoint's.
+``step_NNNNNN/`` folders (model, optimizer, scheduler and RNG states, the log so far, the config, and ``inputs.json``:
+sha256 of the base model's files and of the data file) every ``--ckpt-every`` steps and at the end. A restarted run
+resumes from the newest one and produces bit-identical weights to an uninterrupted run: every step's prompt choice is
+derived from (seed, step) and every response's sampling seed from (seed, step, prompt slot, sample index) only.
+A checkpoint is tied to what it was made from, not to paths: ``--steps`` may be raised on resume (training
+continues), but another base model or data file (by content) or another trajectory setting deletes the stale
+checkpoints, with a log line naming the change, and starts from step 0.
 """
 
 from __future__ import annotations
@@ -52,15 +56,21 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from rspo_patch.charlm import grade_texts, replace_dir, sample_responses, sequence_logprobs
-from rspo_patch.rewards import REWARD_KINDS, reward
+from rspo_core.cli import parse_strict
+from rspo_core.fingerprint import file_sha256, model_sha256, stale_reason
+from rspo_core.hparams import parse_hp
+from rspo_core.grading import DEFAULT_TIMEOUT_S
+from rspo_core.sampler import SamplingConfig, problem_seed, row_seeds, sample, stop_token_ids
+from rspo_patch.charlm import grade_texts, replace_dir, sequence_logprobs
+from rspo_core.rewards import REWARD_KINDS, reward
 
 log = logging.getLogger("rspo_patch.train_local")
 
 AGGREGATIONS = ("sum", "seq-mean", "token-mean")
-# settings that may differ between a run and the checkpoint it resumes from (they do not change the trajectory)
+# settings that may differ between a run and the checkpoint it resumes from: they do not change the trajectory, or
+# (model, data) they are paths whose content is compared instead (``input_fingerprint``)
 RESUME_FREE = {"steps", "out", "ckpt_dir", "ckpt_every", "keep_ckpts", "tensorboard", "no_progress", "no_resume",
-               "gen_batch_size", "threads", "device"}
+               "gen_batch_size", "threads", "device", "model", "data"}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -74,9 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--data", required=True, help="training JSONL with {id, question, answer, meta} rows")
     g.add_argument("--out", required=True, help="output folder: OUT/model/, OUT/train_log.jsonl")
     g.add_argument("--template", default="plain",
-                   help="prompt template of analysis.prompts: plain|chat|chat_answer|qwen_math_cot")
+                   help="prompt template of rspo_core.prompts: plain|chat|chat_answer|qwen_math_cot")
     g.add_argument("--fallback", default="last_number",
                    help="grader fallback when there is no \\boxed{} answer ('none' disables it)")
+    g.add_argument("--grade-timeout", type=float, default=DEFAULT_TIMEOUT_S,
+                   help="grader: seconds per answer comparison before it counts as a timeout (incorrect)")
     g = ap.add_argument_group("Algorithm")
     g.add_argument("--estimator", default="rspo_pass", help="estimator name from rspo_patch.estimators")
     g.add_argument("--k", type=int, default=1, help="the k of Pass@k / Max@k being optimised (first k of a schedule)")
@@ -116,33 +128,26 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def parse_hp(items: list[str]) -> dict:
-    """["eps=1e-6", "norm_by_std=false"] -> {"eps": 1e-6, "norm_by_std": False}; ValueError on a malformed item."""
-    out = {}
-    for it in items:
-        if "=" not in it:
-            raise ValueError(f"--estimator-hp expects KEY=VALUE, got {it!r}")
-        key, val = it.split("=", 1)
-        low = val.strip().lower()
-        if low in ("true", "false"):
-            out[key.strip()] = low == "true"
-        else:
-            try:
-                out[key.strip()] = int(val) if re.fullmatch(r"[+-]?\d+", val.strip()) else float(val)
-            except ValueError:
-                raise ValueError(f"--estimator-hp {key}: value {val!r} is not a number or true/false") from None
-    return out
-
-
 def validate_args(a: argparse.Namespace) -> dict:
     """Check every setting before any model is loaded; return the estimator hyperparameters. ValueError on bad input."""
-    from analysis.prompts import TEMPLATES
-    from rspo_patch.estimators import check_estimator_args
-
     if not os.path.isdir(a.model):
         raise ValueError(f"--model {a.model!r} is not a directory (expected an HF model folder)")
     if not os.path.isfile(a.data):
         raise ValueError(f"--data {a.data!r} is not a file (expected a JSONL of {{question, answer}} rows)")
+    return check_settings(a)
+
+
+def check_argv(argv: list[str]) -> None:
+    """Parse and check a command line without running it or reading its paths (the workflow calls this before any
+    job). ValueError naming the bad flag."""
+    check_settings(parse_strict(build_parser(), argv))
+
+
+def check_settings(a: argparse.Namespace) -> dict:
+    """Check every setting except the paths; return the estimator hyperparameters. ValueError on bad input."""
+    from rspo_core.prompts import TEMPLATES
+    from rspo_patch.estimators import check_estimator_args
+
     if a.template not in TEMPLATES:
         raise ValueError(f"--template {a.template!r}; expected one of {', '.join(TEMPLATES)}")
     positive = dict(n=a.n, k=a.k, prompts_per_step=a.prompts_per_step, max_new_tokens=a.max_new_tokens, steps=a.steps,
@@ -162,9 +167,11 @@ def validate_args(a: argparse.Namespace) -> dict:
         raise ValueError(f"--clip-eps must be in (0, 1) with --ppo-epochs > 1, got {a.clip_eps}")
     if a.aggregation not in AGGREGATIONS:
         raise ValueError(f"--aggregation {a.aggregation!r}; expected one of {', '.join(AGGREGATIONS)}")
-    from analysis.verify import extract_answer
+    from rspo_core.grading import extract_answer
 
     extract_answer("1", fallback=a.fallback)  # the grader's own check: ValueError naming the accepted fallbacks
+    if not a.grade_timeout > 0:
+        raise ValueError(f"--grade-timeout must be a positive number of seconds, got {a.grade_timeout}")
     hp = parse_hp(a.estimator_hp)
     check_estimator_args(a.estimator, n=a.n, k=a.k, binary_rewards=(a.reward == "pass"), k_schedule=a.k_schedule, **hp)
     return hp
@@ -181,6 +188,14 @@ def default_ckpt_dir(out: str) -> str:
 
 def step_seed(seed: int, step: int, salt: int) -> int:
     return (seed * 1_000_003 + step * 7_919 + salt * 104_729) & 0x7FFFFFFF
+
+
+def step_row_seeds(seed: int, step: int, P: int, n: int) -> list[int]:
+    """Sampling seeds of the P*n rows of ``step``, prompt-major: sample i of batch slot p gets
+    ``sample_seed(problem_seed(step_seed(seed, step, 2), str(p)), i)``, so every response has its own random stream
+    (``rspo_core.sampler``) and depends on (seed, step, p, i) and the weights only, never on --gen-batch-size."""
+    base = step_seed(seed, step, 2)
+    return row_seeds([problem_seed(base, str(p)) for p in range(P)], n)
 
 
 def prompt_indices(seed: int, step: int, num_rows: int, P: int) -> list[int]:
@@ -230,8 +245,13 @@ def _set_rng_state(st: dict) -> None:
         torch.cuda.set_rng_state_all(st["cuda"])
 
 
+def input_fingerprint(model_dir: str, data: str) -> dict:
+    """What a run is made from besides its settings: sha256 of the base model's files and of the data file."""
+    return {"model_sha256": model_sha256(model_dir), "data_sha256": file_sha256(data)}
+
+
 def save_checkpoint(ckpt_dir: str, step: int, model, opt, sched, log_lines: list[dict], config: dict,
-                    keep: int) -> str:
+                    keep: int, inputs: dict) -> str:
     """Write ``ckpt_dir/step_{step:06d}/`` atomically (temp dir + rename); keep the ``keep`` newest."""
     os.makedirs(ckpt_dir, exist_ok=True)
     final = os.path.join(ckpt_dir, f"step_{step:06d}")
@@ -242,6 +262,8 @@ def save_checkpoint(ckpt_dir: str, step: int, model, opt, sched, log_lines: list
         f.writelines(json.dumps(r) + "\n" for r in log_lines)
     with open(os.path.join(tmp, "config.json"), "w") as f:
         json.dump(config, f, indent=2)
+    with open(os.path.join(tmp, "inputs.json"), "w") as f:
+        json.dump(inputs, f, indent=2)
     if os.path.exists(final):
         shutil.rmtree(final)
     os.replace(tmp, final)
@@ -259,14 +281,58 @@ def list_checkpoints(ckpt_dir: str) -> list[str]:
     return [os.path.join(ckpt_dir, d) for d in names]
 
 
-def check_resume_config(saved: dict, current: dict) -> None:
-    """ValueError naming the first trajectory-relevant setting that differs from the checkpoint's."""
-    for key in sorted(set(saved) | set(current)):
-        if key in RESUME_FREE:
-            continue
-        if saved.get(key) != current.get(key):
-            raise ValueError(f"cannot resume: setting {key!r} is {current.get(key)!r} but the checkpoint used "
-                             f"{saved.get(key)!r} (use the same settings, another --ckpt-dir, or --no-resume)")
+def checkpoint_stale_reason(ckpt: str, config: dict, inputs: dict) -> str | None:
+    """Why checkpoint folder ``ckpt`` was not made from this run's inputs (None if it was): the first
+    trajectory-relevant setting that differs, or a changed base model / data file (``inputs``: input_fingerprint)."""
+    with open(os.path.join(ckpt, "config.json")) as f:
+        saved = json.load(f)
+    for key in sorted(set(saved) | set(config)):
+        if key not in RESUME_FREE and saved.get(key) != config.get(key):
+            return f"setting {key!r} is {config.get(key)!r} but the checkpoint used {saved.get(key)!r}"
+    path = os.path.join(ckpt, "inputs.json")
+    saved_inputs = json.load(open(path)) if os.path.isfile(path) else None
+    return stale_reason(saved_inputs, inputs)
+
+
+def resume(ckpt_dir: str, config: dict, inputs: dict, model, opt, sched, *, no_resume: bool, steps: int,
+           device) -> tuple[int, list]:
+    """Load the newest checkpoint of ``ckpt_dir`` into model, optimizer, scheduler and the RNGs; return (its step,
+    its log lines), or (0, []) when there is none. Checkpoints made from other settings, another base model or other
+    data are deleted (with a log line saying why) and the run starts fresh; so does ``no_resume``."""
+    ckpts = [] if no_resume else list_checkpoints(ckpt_dir)
+    reason = checkpoint_stale_reason(ckpts[-1], config, inputs) if ckpts else None
+    if reason:
+        log.warning("not resuming from %s: %s; deleting the stale checkpoints of %s and starting from step 0",
+                    ckpts[-1], reason, ckpt_dir)
+    if not ckpts or reason:
+        if os.path.isdir(ckpt_dir) and (no_resume or reason):
+            shutil.rmtree(ckpt_dir)
+        return 0, []
+    st = torch.load(os.path.join(ckpts[-1], "state.pt"), map_location=device, weights_only=False)
+    if st["step"] > steps:
+        raise ValueError(f"checkpoint {ckpts[-1]} is at step {st['step']} > --steps {steps}")
+    model.load_state_dict(st["model"])
+    opt.load_state_dict(st["optimizer"])
+    sched.load_state_dict(st["scheduler"])
+    _set_rng_state(st["rng"])
+    with open(os.path.join(ckpts[-1], "log.jsonl")) as f:
+        log_lines = [json.loads(x) for x in f if x.strip()]
+    log.info("resumed from %s (step %d)", ckpts[-1], st["step"])
+    return st["step"], log_lines
+
+
+def open_tensorboard(mode: str, tb_dir: str, start: int):
+    """(SummaryWriter or None, its folder or None) for --tensorboard on|auto|off; events after ``start`` are purged
+    (a resumed run rewrites the steps since its checkpoint)."""
+    if mode == "off":
+        return None, None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        if mode == "on":
+            raise
+        return None, None
+    return SummaryWriter(tb_dir, purge_step=start + 1), tb_dir
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -296,22 +362,54 @@ def _weight_stats(w: torch.Tensor) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
+# The rarely used branches of the update: PPO epochs (clipped ratio) and the KL penalty
+
+@torch.no_grad()
+def frozen_logprobs(model, seqs, amask, rmask, micro: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Per-token log-probs (b, L-1) of each micro-batch under ``model`` without gradients: the old policy of the PPO
+    ratio, or the reference model of the KL term."""
+    return [sequence_logprobs(model, seqs[mb], amask[mb], rmask[mb]) for mb in micro]
+
+
+def ppo_clipped_terms(logp: torch.Tensor, old_logp: torch.Tensor, weights: torch.Tensor, mask: torch.Tensor,
+                      clip_eps: float) -> torch.Tensor:
+    """PPO clipped surrogate per token (b, L-1) with advantage = weight: min(r A, clip(r) A) = A * term, where
+    r = exp(logp - old_logp) and term = min(r, clip r) for A >= 0, max(r, clip r) for A < 0 (equal to logp's gradient
+    at r = 1). ``policy_loss`` multiplies by the weights."""
+    ratio = torch.exp(logp - old_logp)
+    clipped = ratio.clamp(1 - clip_eps, 1 + clip_eps)
+    pos = (weights >= 0).unsqueeze(1)
+    return torch.where(pos, torch.minimum(ratio, clipped), torch.maximum(ratio, clipped)) * mask
+
+
+def kl_penalty(logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor, *, kl_coef: float,
+               **norm) -> torch.Tensor:
+    """kl_coef * KL(pi || pi_ref) of one micro-batch: the k3 estimator exp(d) - d - 1 per token, d = log pi_ref -
+    log pi, aggregated like the policy term (``norm``: aggregation, num_seqs, total_tokens); policy_loss negates,
+    hence the minus sign."""
+    d = (ref_logp - logp) * mask
+    kl_tok = (torch.exp(d) - d - 1) * mask
+    return -kl_coef * policy_loss(kl_tok, mask, torch.ones(len(logp), device=logp.device), **norm)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # Training
 
 def train(argv: list[str] | None = None) -> dict:
     """Run the trainer with CLI-style ``argv``; return {"out", "final_step", "last": last log line}."""
+    # ---- settings: checked before anything is loaded
     a = build_parser().parse_args(argv)
     hp = validate_args(a)
     if a.threads > 0:
         torch.set_num_threads(a.threads)
-    config = {k: v for k, v in vars(a).items()}
-    config["estimator_hp"] = hp
+    config = {**vars(a), "estimator_hp": hp}
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from analysis.prompts import adds_special_tokens, format_prompt
+    from rspo_core.prompts import adds_special_tokens, format_prompt
     from rspo_patch.estimators import get_estimator, k_schedule
     from rspo_patch.pretrain import read_rows
 
+    # ---- data, model, optimizer
     spec = get_estimator(a.estimator)
     rows = read_rows(a.data)
     tok = AutoTokenizer.from_pretrained(a.model)
@@ -323,118 +421,74 @@ def train(argv: list[str] | None = None) -> dict:
     fallback = None if a.fallback in ("none", "") else a.fallback
     device = torch.device("cuda" if a.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if a.device == "auto" else a.device))
-
     torch.manual_seed(a.seed)
     model = AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.float32).to(device)
     model.generation_config.pad_token_id = tok.pad_token_id
+    stop_ids = stop_token_ids(tok, model.generation_config.eos_token_id)
+    # the full distribution at temperature T (top_p = 1)
+    sampling = SamplingConfig(temperature=a.temperature, top_p=1.0, max_new_tokens=a.max_new_tokens)
     ref_model = None
-    if a.kl_coef > 0:
+    if a.kl_coef > 0:  # the initial model, frozen
         ref_model = AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.float32).to(device).eval()
         ref_model.requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=a.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / a.warmup_steps) if a.warmup_steps else 1.0)
+    warmup = (lambda s: min(1.0, (s + 1) / a.warmup_steps)) if a.warmup_steps else (lambda s: 1.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup)
 
-    # ---- resume
+    # ---- resume from the newest checkpoint made from the same inputs, if any
     ckpt_dir = a.ckpt_dir or default_ckpt_dir(a.out)
-    log_lines: list[dict] = []
-    start = 0
-    ckpts = [] if a.no_resume else list_checkpoints(ckpt_dir)
-    if ckpts:
-        with open(os.path.join(ckpts[-1], "config.json")) as f:
-            check_resume_config(json.load(f), config)
-        st = torch.load(os.path.join(ckpts[-1], "state.pt"), map_location=device, weights_only=False)
-        if st["step"] > a.steps:
-            raise ValueError(f"checkpoint {ckpts[-1]} is at step {st['step']} > --steps {a.steps}")
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["optimizer"])
-        sched.load_state_dict(st["scheduler"])
-        _set_rng_state(st["rng"])
-        with open(os.path.join(ckpts[-1], "log.jsonl")) as f:
-            log_lines = [json.loads(x) for x in f if x.strip()]
-        start = st["step"]
-        log.info("resumed from %s (step %d)", ckpts[-1], start)
-    elif a.no_resume and os.path.isdir(ckpt_dir):
-        shutil.rmtree(ckpt_dir)
+    inputs = input_fingerprint(a.model, a.data)
+    start, log_lines = resume(ckpt_dir, config, inputs, model, opt, sched, no_resume=a.no_resume, steps=a.steps,
+                              device=device)
+    tb, tb_dir = open_tensorboard(a.tensorboard, os.path.join(ckpt_dir, "tensorboard"), start)
 
-    tb, tb_dir = None, os.path.join(ckpt_dir, "tensorboard")
-    if a.tensorboard != "off":
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            tb = SummaryWriter(tb_dir, purge_step=start + 1)
-        except ImportError:
-            if a.tensorboard == "on":
-                raise
-            tb_dir = None
-    else:
-        tb_dir = None
-
+    # ---- training loop (Algorithm 1)
     time_offset = log_lines[-1]["wall_time"] if log_lines else 0.0
     t0 = time.time()
     P, n = a.prompts_per_step, a.n
     num_seqs = P * n
-    bar = tqdm(range(start, a.steps), initial=start, total=a.steps, disable=a.no_progress, desc=f"{a.estimator} k={a.k}")
+    bar = tqdm(range(start, a.steps), initial=start, total=a.steps, disable=a.no_progress,
+               desc=f"{a.estimator} k={a.k}")
     for step in bar:
         ts = time.time()
         k_t = k_schedule(a.k_schedule, a.k, step, a.steps)
         idx = prompt_indices(a.seed, step, len(rows), P)
 
-        # ---- 1. sample n responses per prompt
-        s = sample_responses(model, tok, [prompts[i] for i in idx], n, max_new_tokens=a.max_new_tokens,
-                             temperature=a.temperature, seed=step_seed(a.seed, step, 2),
-                             batch_size=a.gen_batch_size, add_special_tokens=adds_special_tokens(a.template))
+        # ---- 1. sample n responses per prompt (the one sampler of training and evaluation)
+        s = sample(model, tok, [prompts[i] for i in idx for _ in range(n)], step_row_seeds(a.seed, step, P, n),
+                   sampling, stop_ids=stop_ids, add_special_tokens=adds_special_tokens(a.template),
+                   batch_size=a.gen_batch_size, record_entropy=True)
         t_gen = time.time() - ts
 
         # ---- 2. grade and reward (one grader for training and evaluation)
-        correct = grade_texts(s.texts, [golds[i] for i in idx for _ in range(n)], s.finish_reasons, fallback=fallback)
+        correct = grade_texts(s.texts, [golds[i] for i in idx for _ in range(n)], s.finish_reasons, fallback=fallback,
+                              timeout=a.grade_timeout)
         rewards = torch.tensor([reward(a.reward, c, nt, a.max_new_tokens) for c, nt in zip(correct, s.num_tokens)],
                                dtype=torch.float64).view(P, n)  # (P, n)
 
         # ---- 3. weights from the registry
         w = spec.fn(rewards, k=k_t, **hp).view(-1)  # (P*n,)
-        wstats = _weight_stats(w)
 
         # ---- 4. update: only responses with nonzero weight need a backward pass (unless the KL term is on)
         seqs = s.sequences.to(device)
         amask, rmask = s.attention_mask.to(device), s.response_mask.to(device)
-        total_tokens = int(rmask.sum())
+        norm = dict(aggregation=a.aggregation, num_seqs=num_seqs, total_tokens=int(rmask.sum()))
         active = torch.nonzero(w != 0).flatten() if ref_model is None else torch.arange(num_seqs)
         w_dev = w.to(device=device, dtype=torch.float32)
         micro = [active[i:i + a.micro_batch_size] for i in range(0, len(active), a.micro_batch_size)]
-        old_logp, ref_logp = {}, {}
-        if len(active) and (a.ppo_epochs > 1 or ref_model is not None):
-            with torch.no_grad():
-                for j, mb in enumerate(micro):
-                    if a.ppo_epochs > 1:
-                        old_logp[j] = sequence_logprobs(model, seqs[mb], amask[mb], rmask[mb])
-                    if ref_model is not None:
-                        ref_logp[j] = sequence_logprobs(ref_model, seqs[mb], amask[mb], rmask[mb])
+        old_logp = frozen_logprobs(model, seqs, amask, rmask, micro) if a.ppo_epochs > 1 else None
+        ref_logp = frozen_logprobs(ref_model, seqs, amask, rmask, micro) if ref_model is not None else None
         model.train()
         loss_total, grad_norm = 0.0, 0.0
-        for epoch in range(a.ppo_epochs):
+        for _ in range(a.ppo_epochs):
             opt.zero_grad(set_to_none=True)
             for j, mb in enumerate(micro):
                 m = rmask[mb][:, 1:].float()
                 logp = sequence_logprobs(model, seqs[mb], amask[mb], rmask[mb])  # (b, L-1)
-                if a.ppo_epochs > 1:
-                    # PPO clipped surrogate per token with advantage = weight: min(r A, clip(r) A) = A * term, where
-                    # term = min(r, clip r) for A > 0 and max(r, clip r) for A < 0 (equal to logp's gradient at r = 1)
-                    ratio = torch.exp(logp - old_logp[j])
-                    clipped = ratio.clamp(1 - a.clip_eps, 1 + a.clip_eps)
-                    pos = (w_dev[mb] >= 0).unsqueeze(1)
-                    terms = torch.where(pos, torch.minimum(ratio, clipped), torch.maximum(ratio, clipped)) * m
-                else:
-                    terms = logp
-                loss = policy_loss(terms, m, w_dev[mb], aggregation=a.aggregation, num_seqs=num_seqs,
-                                   total_tokens=total_tokens)
-                if ref_model is not None:
-                    # + kl_coef * KL(pi || pi_ref), k3 estimator per token, aggregated like the policy term
-                    # (policy_loss negates, hence the minus sign)
-                    d = (ref_logp[j] - logp) * m
-                    kl_tok = (torch.exp(d) - d - 1) * m
-                    loss = loss - a.kl_coef * policy_loss(kl_tok, m, torch.ones_like(w_dev[mb]),
-                                                          aggregation=a.aggregation, num_seqs=num_seqs,
-                                                          total_tokens=total_tokens)
+                terms = logp if old_logp is None else ppo_clipped_terms(logp, old_logp[j], w_dev[mb], m, a.clip_eps)
+                loss = policy_loss(terms, m, w_dev[mb], **norm)
+                if ref_logp is not None:
+                    loss = loss + kl_penalty(logp, ref_logp[j], m, kl_coef=a.kl_coef, **norm)
                 loss.backward()
                 loss_total += loss.item() / a.ppo_epochs
             if micro and a.grad_clip > 0:
@@ -443,13 +497,13 @@ def train(argv: list[str] | None = None) -> dict:
         lr_used = opt.param_groups[0]["lr"]
         sched.step()
 
-        # ---- 5. log
+        # ---- 5. log and checkpoint
         dt = time.time() - ts
         ntok = torch.tensor(s.num_tokens, dtype=torch.float64)
         rec = {"step": step + 1, "k": k_t, "reward_mean": float(rewards.mean()),
                "pass_rate": float(np.mean(correct)),
                "entropy": float((s.entropy.double() * ntok).sum() / ntok.sum().clamp(min=1)),
-               **wstats, "num_backward": int(len(active)), "loss": loss_total, "grad_norm": grad_norm,
+               **_weight_stats(w), "num_backward": int(len(active)), "loss": loss_total, "grad_norm": grad_norm,
                "lr": lr_used, "response_len_mean": float(ntok.mean()),
                "frac_truncated": float(np.mean([f == "length" for f in s.finish_reasons])),
                "tokens_per_s": float(ntok.sum()) / dt, "gen_s": t_gen, "step_s": dt,
@@ -460,9 +514,8 @@ def train(argv: list[str] | None = None) -> dict:
                 if key != "step":
                     tb.add_scalar(f"train/{key}", v, step + 1)
         bar.set_postfix(reward=f"{rec['reward_mean']:.3f}", zero=f"{rec['frac_zero_weight']:.2f}")
-        done = step + 1
-        if (a.ckpt_every and done % a.ckpt_every == 0) or done == a.steps:
-            save_checkpoint(ckpt_dir, done, model, opt, sched, log_lines, config, a.keep_ckpts)
+        if (a.ckpt_every and (step + 1) % a.ckpt_every == 0) or step + 1 == a.steps:
+            save_checkpoint(ckpt_dir, step + 1, model, opt, sched, log_lines, config, a.keep_ckpts, inputs)
     if tb is not None:
         tb.close()
     write_outputs_atomic(a.out, model, tok, log_lines, config, tb_dir)

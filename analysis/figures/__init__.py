@@ -3,10 +3,11 @@
     from analysis.figures import FIGURES, run_figure, FigureContext
     FIGURES["fig06_passk_main"]  # {"function", "needs": "analytic"|"tables"|"bandit", "caption", "outputs", ...}
 
-CLI: ``python -m analysis.figures --tables DIR --out DIR [--bandit JSON] [--config YAML] [--only NAME ...]``.
+CLI: ``python -m analysis.figures --tables DIR --cells results/cells.json --out DIR [--bandit JSON] [--only NAME ...]``.
 """
 
-from analysis.figures._common import FIGURES, STYLE_PATH, FigureContext, run_figure  # noqa: F401
+from analysis.figures.context import FigureContext  # noqa: F401
+from analysis.figures.registry import FIGURES, STYLE_PATH, run_figure  # noqa: F401
 
 # importing a script registers its figure; the order here is the report's order
 from analysis.figures import (  # noqa: F401,E402

@@ -15,27 +15,33 @@ import math
 from matplotlib import colormaps
 from matplotlib.colors import to_rgb
 
-# algo -> (display name, sequential colormap name or base hex colour, uses k)
+from analysis.manifest import registry_uses_k
+
+# algo -> (display name, sequential colormap name or base hex colour). Whether an algo's weights depend on k (its
+# line shaded and thickened with k) is the estimator registry's ``uses_k`` (analysis.manifest.registry_uses_k).
 # Colormaps give the k-shading for the paper's two main families; hexes are blended towards white for small k.
-METHODS: dict[str, tuple[str, str, bool]] = {
-    "rspo_pass": ("RSPO", "Reds", True),
-    "baseline": ("Baseline", "Blues", True),
-    "rspo_max": ("RSPO-Max", "Reds", True),  # RSPO for Max@k: reds, as the paper's Figure 11
-    "rspo_max_sorted": ("RSPO-Max (sorted)", "#7209b7", True),
-    "rspo_pass_plugin": ("RSPO plug-in", "#e76f51", True),
-    "rspo_max_plugin": ("RSPO-Max plug-in", "#9d4edd", True),
-    "grpo": ("GRPO", "#2a9d8f", False),
-    "pkpo_s": ("PKPO s", "#f4a261", True),
-    "pkpo_sloo": ("PKPO s-loo", "#8c564b", True),
-    "passk_chen": ("Pass@k training (Chen)", "#6a994e", True),
-    "grpo_passk": ("GRPO pass@k (Tang)", "#bc6c25", False),
-    "rs_grpo": ("RS-GRPO", "#bcbd22", False),
+# A registry estimator without an entry here still gets a deterministic tab20 hue (method_color).
+METHODS: dict[str, tuple[str, str]] = {
+    "rspo_pass": ("RSPO", "Reds"),
+    "baseline": ("Baseline", "Blues"),
+    "rspo_max": ("RSPO-Max", "Reds"),  # RSPO for Max@k: reds, as the paper's Figure 11
+    "rspo_max_sorted": ("RSPO-Max (sorted)", "#7209b7"),
+    "rspo_pass_plugin": ("RSPO plug-in", "#e76f51"),
+    "rspo_max_plugin": ("RSPO-Max plug-in", "#9d4edd"),
+    "grpo": ("GRPO", "#2a9d8f"),
+    "pkpo_s": ("PKPO s", "#f4a261"),
+    "pkpo_sloo": ("PKPO s-loo", "#8c564b"),
+    "maxpo": ("MaxPO", "#ff006e"),
+    "passk_chen": ("Pass@k training (Chen)", "#6a994e"),
+    "grpo_passk": ("GRPO pass@k (Tang)", "#bc6c25"),
+    "rs_grpo": ("RS-GRPO", "#bcbd22"),
 }
 PG_STYLE = {"color": (0.0, 0.0, 0.0), "linestyle": (0, (4, 2)), "linewidth": 1.3, "marker": "", "label":
             "Policy gradient"}
 BASE_STYLE = {"color": (0.55, 0.55, 0.55), "linestyle": "-", "linewidth": 1.0, "marker": "o", "label": "Base model"}
 # markers keep peers apart in greyscale
-_MARKERS = {"grpo": "s", "pkpo_s": "^", "pkpo_sloo": "v", "passk_chen": "D", "grpo_passk": "P", "rs_grpo": "X",
+_MARKERS = {"grpo": "s", "pkpo_s": "^", "pkpo_sloo": "v", "maxpo": "h", "passk_chen": "D", "grpo_passk": "P",
+            "rs_grpo": "X",
             "rspo_max": "", "rspo_max_sorted": "d", "rspo_pass_plugin": "<", "rspo_max_plugin": ">"}
 _KMAX_LOG2 = 4  # shading saturates at k = 16
 
@@ -66,11 +72,11 @@ def method_color(algo: str, k: int = 1) -> tuple[float, float, float]:
         return BASE_STYLE["color"]
     s = k_shade(k)
     if algo in METHODS:
-        _, spec, uses_k = METHODS[algo]
+        spec = METHODS[algo][1]
         if spec in colormaps:
             return tuple(colormaps[spec](0.45 + 0.5 * s)[:3])
         rgb = to_rgb(spec)
-        return _blend(rgb, 0.55 + 0.45 * s) if uses_k else rgb
+        return _blend(rgb, 0.55 + 0.45 * s) if registry_uses_k(algo) else rgb
     idx = sum(map(ord, algo)) % 20
     return tuple(colormaps["tab20"](idx)[:3])
 
@@ -82,8 +88,8 @@ def label_for(algo: str, k: int | None = None, *, n: int | None = None, model: s
     elif algo == "base":
         name = BASE_STYLE["label"]
     else:
-        name = METHODS.get(algo, (algo, None, True))[0]
-    uses_k = algo in METHODS and METHODS[algo][2] or algo not in METHODS and algo not in ("pg", "base")
+        name = METHODS.get(algo, (algo, None))[0]
+    uses_k = algo not in ("pg", "base") and registry_uses_k(algo)
     bits = []
     if k is not None and uses_k:
         bits.append(f"k={int(k)}")
@@ -100,7 +106,7 @@ def style_for(algo: str, k: int = 1, *, n: int | None = None) -> dict:
         return dict(PG_STYLE)
     if algo == "base":
         return dict(BASE_STYLE)
-    uses_k = METHODS.get(algo, ("", "", True))[2]
+    uses_k = registry_uses_k(algo)
     return {
         "color": method_color(algo, k),
         "linestyle": "-",

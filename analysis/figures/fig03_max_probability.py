@@ -13,7 +13,8 @@ from fractions import Fraction
 import numpy as np
 from matplotlib.patches import Rectangle
 
-from analysis.figures._common import panel_grid, register_figure
+from analysis.figures.drawing import panel_grid
+from analysis.figures.registry import register_figure
 from rspo_patch.exact import prob_is_max
 
 FACES = 6

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from analysis.figures._common import panel_grid, register_figure
+from analysis.figures.drawing import panel_grid
+from analysis.figures.registry import register_figure
 from analysis.figures.colors import style_for
 
 KS = (2, 4, 8, 16)

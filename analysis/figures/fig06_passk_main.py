@@ -7,8 +7,9 @@ widened to the across-seed t-interval when there are several seeds).
 
 from __future__ import annotations
 
-from analysis.figures._common import draw_metric_panels, family_for, register_figure
-from analysis.figures._families import main_rows
+from analysis.figures.panels import draw_metric_panels
+from analysis.figures.registry import register_figure
+from analysis.figures.selection import family_rows
 
 
 @register_figure("fig06_passk_main", needs="tables", paper_figure=6, families=("main",),
@@ -16,5 +17,5 @@ from analysis.figures._families import main_rows
                          "at each evaluation k, one panel per benchmark; base model grey. Mean over seeds, 95% CI "
                          "bands.")
 def build(ctx):
-    fam = family_for(ctx, ("main",), ctx.table("passk"), fallback_filter=main_rows)
+    fam = family_rows(ctx, ("main",), ctx.table("passk"))
     return draw_metric_panels(ctx, fam, ylabel="Pass@k", family_name="main")

@@ -6,15 +6,16 @@ per-step entropy logged by the trainer (train_log.jsonl), lightly smoothed (wind
 
 from __future__ import annotations
 
-from analysis.figures._common import draw_train_panels, register_figure, train_family
-from analysis.figures._families import main_rows
+from analysis.figures.panels import draw_train_panels
+from analysis.figures.registry import register_figure
+from analysis.figures.selection import family_rows
 
 
 @register_figure("fig07_entropy", needs="tables", paper_figure=7, families=("main",),
                  caption="Mean token entropy of the policy over training steps: RSPO (left) and the baseline (right) "
                          "at each training k, policy gradient black dashed. Mean over seeds, 95% t-band across seeds.")
 def build(ctx):
-    fam = train_family(ctx, ("main",), fallback_filter=main_rows)
+    fam = family_rows(ctx, ("main",), ctx.table("train_curves"), trained_only=True)
     panels = [("RSPO vs policy gradient", "entropy", lambda a: a in ("rspo_pass", "pg"), "rspo_pass"),
               ("Baseline vs policy gradient", "entropy", lambda a: a in ("baseline", "pg"), "baseline")]
     return draw_train_panels(fam, panels)

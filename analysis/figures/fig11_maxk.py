@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from analysis.figures._common import draw_metric_panels, family_for, register_figure
-from analysis.figures._families import maxk_rows
+from analysis.figures.panels import draw_metric_panels
+from analysis.figures.registry import register_figure
+from analysis.figures.selection import family_rows
 
 
 @register_figure("fig11_maxk", needs="tables", paper_figure=11, families=("maxk",),
@@ -11,5 +12,5 @@ from analysis.figures._families import maxk_rows
                          "trained on that reward: RSPO-Max, the hitchhiking baseline and policy gradient. Mean over "
                          "seeds, 95% CI bands.")
 def build(ctx):
-    fam = family_for(ctx, ("maxk",), ctx.table("maxk"), fallback_filter=maxk_rows)
+    fam = family_rows(ctx, ("maxk",), ctx.table("maxk"))
     return draw_metric_panels(ctx, fam, ylabel="Max@k", family_name="maxk")

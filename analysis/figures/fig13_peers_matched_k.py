@@ -12,16 +12,19 @@ import re
 import numpy as np
 import pandas as pd
 
-from analysis.figures._common import (BENCH_TITLES, _uses_k, annotate_missing, family_for,
-                                      figure_legend, log2_k_axis, metric_curves, panel_grid, placeholder,
-                                      register_figure)
-from analysis.figures._families import main_rows, peers_rows
 from analysis.figures.colors import sort_key, style_for
+from analysis.figures.drawing import (BENCH_TITLES, annotate_missing, figure_legend, log2_k_axis, panel_grid,
+                                      placeholder)
+from analysis.figures.registry import register_figure
+from analysis.figures.selection import family_rows
+from analysis.manifest import registry_uses_k
+from analysis.stats import method_curves
+
 
 def k_free(algo: str) -> bool:
     """The base model and estimators whose weights ignore k (registry ``uses_k`` False: pg, grpo, grpo_passk,
     rs_grpo)."""
-    return algo == "base" or not _uses_k(algo)
+    return algo == "base" or not registry_uses_k(algo)
 
 
 def matched_points(curves: pd.DataFrame) -> pd.DataFrame:
@@ -38,12 +41,12 @@ def matched_points(curves: pd.DataFrame) -> pd.DataFrame:
                          "(drawn at every k). Mean over seeds, 95% CI error bars; methods are dodged slightly along x.")
 def build(ctx):
     table = ctx.table("passk")
-    peers = family_for(ctx, ("peers",), table, fallback_filter=peers_rows)
-    main = family_for(ctx, ("main",), table, fallback_filter=main_rows)
+    peers = family_rows(ctx, ("peers",), table)
+    main = family_rows(ctx, ("main",), table)
     rows = pd.concat([peers["rows"], main["rows"]]).drop_duplicates() if not table.empty else table
     benches = [b for b in dict.fromkeys(list(peers["benchmarks"]) + list(main["benchmarks"]))]
     missing = list(dict.fromkeys(peers["missing"] + main["missing"]))
-    curves = matched_points(metric_curves(rows, ctx.ci))
+    curves = matched_points(method_curves(rows, ctx.ci))
     meta = {"source": f"{peers['source']} + {main['source']}", "benchmarks": benches,
             "cells_used": sorted(set(rows["cell"])) if not rows.empty else [], "missing_cells": missing,
             "ci_methods": sorted(set(curves["ci_method"])) if not curves.empty else [], "values": []}

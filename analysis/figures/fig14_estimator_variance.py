@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from analysis.figures._common import figure_legend, panel_grid, placeholder, register_figure
+from analysis.figures.drawing import figure_legend, panel_grid, placeholder
+from analysis.figures.registry import register_figure
 from analysis.figures.colors import style_for
 
 SETTINGS = (("binary", "Pass@k (binary rewards)"), ("graded", "Max@k (graded rewards)"))

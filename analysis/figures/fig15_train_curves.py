@@ -5,8 +5,9 @@ The zero-weight fraction is the share of responses that need no backward pass (t
 
 from __future__ import annotations
 
-from analysis.figures._common import draw_train_panels, register_figure, train_family
-from analysis.figures._families import main_rows
+from analysis.figures.panels import draw_train_panels
+from analysis.figures.registry import register_figure
+from analysis.figures.selection import family_rows
 
 
 @register_figure("fig15_train_curves", needs="tables", families=("main",),
@@ -14,7 +15,7 @@ from analysis.figures._families import main_rows
                          "fraction of responses with weight exactly 0 (no backward pass needed), per training step. "
                          "Mean over seeds, 95% t-band across seeds.")
 def build(ctx):
-    fam = train_family(ctx, ("main",), fallback_filter=main_rows)
+    fam = family_rows(ctx, ("main",), ctx.table("train_curves"), trained_only=True)
     panels = [("train reward", "reward_mean", None), ("train pass rate", "pass_rate", None),
               ("zero-weight responses", "frac_zero_weight", None)]
     return draw_train_panels(fam, panels, ncols=3)

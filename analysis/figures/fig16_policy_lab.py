@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from analysis.figures._common import figure_legend, panel_grid, placeholder, register_figure
+from analysis.figures.drawing import figure_legend, panel_grid, placeholder
+from analysis.figures.registry import register_figure
 from analysis.figures.colors import style_for
 
 

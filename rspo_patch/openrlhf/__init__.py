@@ -4,7 +4,7 @@
 - ``trainer``     RSPOPPOTrainer Ray actor + install_trainer() (sync mode)
 - ``hooks``       lazy Ray worker_process_setup_hook (async mode)
 - ``launch``      ``python -m rspo_patch.openrlhf.launch <openrlhf flags> --rspo.k K ...``
-- ``reward_func`` file for ``--reward.remote_url`` (pass / max reward via analysis.verify.grade)
+- ``reward_func`` file for ``--reward.remote_url`` (pass / max reward via rspo_core.grading.grade)
 
 Importing this package imports nothing from OpenRLHF (the hook module must stay light).
 """

@@ -27,20 +27,26 @@ seq-mean-token-mean gives ``-(1/(P n)) sum_i (w_i / L_i) sum_t log pi(y_i,t)``: 
 ``1 / L_i``, a length-dependent factor that biases the update towards short responses and breaks unbiasedness.
 
 Zero weights and ``--rspo.drop_zero_weight``: RSPO gives exactly zero weight to wrong answers and to whole groups whose
-``n - c < k - 1`` (paper §5: "we remove zero gradient weight responses"). OpenRLHF 0.11.2 has no mechanism to skip a
-sample's forward/backward: DeepSpeed's gradient-accumulation schedule is fixed by ``--train.batch_size``, and removing
-samples from the replay buffer would leave data-parallel ranks with different numbers of micro-batches. So the flag
-removes a dropped response from the loss instead: its ``action_mask`` is cleared on every token but the last, and its
-advantages/returns are zero. Its policy-gradient contribution is exactly zero (as it already is for a zero weight with
-kl_coef = 0), it no longer receives per-token KL penalties, KL-loss or entropy gradients, and it leaves the token-mean
-normaliser (one token instead of its length). One token is kept because 0.11.2 divides by the per-micro-batch token
-count all-reduced over ranks (``ppo_actor.ppo_train``) and by the step's token count (``aggregate_loss``): a micro-batch
-of fully masked rows on every rank would raise ZeroDivisionError or make the loss NaN. Compute is not saved.
+``n - c < k - 1`` (paper §5.1: "we remove zero gradient weight responses to reduce training time"). With the flag,
+``drop_zero_weight`` takes those responses out of the list handed to the actor ranks, so no training forward/backward
+runs for them. Two constraints of 0.11.2 shape it: DeepSpeed's gradient-accumulation count is fixed by
+``--train.batch_size``, and every rank must run the same number of micro-batches (collectives per micro-batch and per
+optimizer step). So the kept count is rounded UP to whole ``--train.batch_size`` steps with the shortest zero-weight
+responses as padding; a pad keeps only its last loss token (``keep_last_token_only``) and zero advantages, because
+0.11.2 divides by the step's token count all-reduced over ranks (a step of fully masked rows would make the loss NaN);
+and the kept responses are dealt to the ranks by length in equal numbers. A zero weight contributes nothing to the
+policy gradient with kl_coef = 0 either way; what changes is compute and the token-mean normaliser (dropped tokens no
+longer count). OpenRLHF's rollout statistics still see the whole rollout (``take_full_rollout``, trainer.py).
+
+Engine verdicts: OpenRLHF passes the reward file only the decoded text, so ``apply_engine_verdicts`` recomputes every
+reward from the text's verdict (``rspo_correct``) and the engine's finish reason / token count (truncated -> wrong, as
+evaluation grades it; the max reward's length = the engine's count), for built-in estimators too.
 
 Logged (every tensor in ``experience.info`` reaches train/* in TensorBoard / W&B, averaged over samples):
 ``rspo_weight`` (the weight, before clipping), ``rspo_zero_weight`` (fraction of exactly-zero weights),
 ``rspo_weight_clipped`` (fraction clamped by ``--reward.clip_range``), ``rspo_k`` (k used this step), and with
-``--rspo.drop_zero_weight`` ``rspo_dropped`` (fraction removed from the update). OpenRLHF itself logs ``reward``,
+``--rspo.drop_zero_weight`` ``rspo_dropped`` (1 on padding responses) and, per rollout step, ``rollout/rspo_*``:
+zero-weight, removed and padding fractions, and the fraction of tokens still trained on. OpenRLHF itself logs ``reward``,
 ``return``, ``group_reward_std``, ``policy_loss``, ``kl`` and, when ``--actor.entropy_coef`` is not None (the launcher
 defaults it to 0: computed and logged, not optimised), ``entropy_loss`` = the token-mean policy entropy.
 """
@@ -54,6 +60,7 @@ from typing import Any
 
 import torch
 
+from rspo_core.hparams import parse_hp
 from rspo_patch.openrlhf._version import check_openrlhf_version
 
 check_openrlhf_version()  # before touching OpenRLHF internals
@@ -84,24 +91,11 @@ def is_registry_estimator(name: str) -> bool:
 
 
 def parse_hyperparameters(items: list[str] | None) -> dict[str, Any]:
-    """``["beta=2", "norm_by_std=false"]`` -> ``{"beta": 2.0, "norm_by_std": False}`` (``--rspo.hp KEY=VALUE ...``).
+    """``["beta=2", "norm_by_std=false"]`` -> ``{"beta": 2, "norm_by_std": False}`` (``--rspo.hp KEY=VALUE ...``).
 
-    Values: true/false (any case) -> bool, otherwise float. ValueError on a malformed item.
+    The one parser both trainers use (:func:`rspo_core.hparams.parse_hp`). ValueError on a malformed item.
     """
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, raw = str(item).partition("=")
-        key, raw = key.strip(), raw.strip()
-        if not sep or not key or not raw:
-            raise ValueError(f"--rspo.hp items must look like KEY=VALUE, got {item!r}")
-        if raw.lower() in ("true", "false"):
-            out[key] = raw.lower() == "true"
-            continue
-        try:
-            out[key] = float(raw)
-        except ValueError:
-            raise ValueError(f"--rspo.hp {key}: value must be a number or true/false, got {raw!r}") from None
-    return out
+    return parse_hp(items, flag="--rspo.hp")
 
 
 @dataclass(frozen=True)
@@ -111,7 +105,7 @@ class RSPOSettings:
     k               the estimator's k at step 0 (k0 of the schedule)
     k_schedule      constant | linear | cosine (``rspo_patch.estimators.k_schedule``)
     schedule_steps  rollout steps the schedule spans; None: the trainer derives it from the prompt dataset
-    drop_zero_weight remove exactly-zero-weight responses from the policy loss (see module docstring)
+    drop_zero_weight remove exactly-zero-weight responses from the actor's update (see module docstring)
     hyperparameters keyword hyperparameters of the estimator (``--rspo.hp``)
     """
 
@@ -188,6 +182,26 @@ def scatter_to_experiences(values: torch.Tensor, indices: torch.Tensor, exp_len:
     return values.reshape(-1)[indices].split(exp_len)
 
 
+def engine_verdicts(correct: torch.Tensor, truncated: torch.Tensor, num_tokens: torch.Tensor, *, kind: str,
+                    max_new_tokens: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rewards, correct) from the grader's verdicts and the ENGINE's finish reason and token count, all (B,).
+
+    correct      the grader's verdict on the text (``reward_func``'s ``rspo_correct``), 0/1
+    truncated    vLLM's ``finish_reason == "length"`` (``Experience.truncated``): graded incorrect, as evaluation does
+                 (``rspo_core.grading``: a truncated sample never counts)
+    num_tokens   generated tokens, stop token included (``Experience.response_length``; evaluation's ``num_tokens``)
+    rewards: pass -> correct; max -> correct * (1 - 0.5 * min(num_tokens, M) / M), M = max_new_tokens (§5.5).
+    """
+    correct = (correct > 0) & ~truncated.to(torch.bool)
+    if kind == "pass":
+        return correct.float(), correct.float()
+    if kind != "max" or not max_new_tokens:
+        raise ValueError(f"reward kind {kind!r} with max_new_tokens {max_new_tokens!r}: expected pass, or max with a "
+                         f"positive --rollout.max_new_tokens")
+    frac = num_tokens.float().clamp(0, max_new_tokens) / max_new_tokens
+    return correct.float() * (1.0 - 0.5 * frac), correct.float()
+
+
 def keep_last_token_only(action_mask: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
     """action_mask (B, A) with the rows where ``drop`` (B,) is True reduced to their last response token.
 
@@ -202,6 +216,39 @@ def keep_last_token_only(action_mask: torch.Tensor, drop: torch.Tensor) -> torch
     keep[torch.arange(mask.size(0)), last] = True
     rows = drop.to(torch.bool).unsqueeze(1)
     return torch.where(rows & ~keep, torch.zeros_like(mask), mask)
+
+
+def kept_after_drop(zero: torch.Tensor, lengths: torch.Tensor, unit: int) -> torch.Tensor:
+    """Which responses go to the actor (bool (N,)): every non-zero weight, plus the shortest zero-weight ones needed
+    to make the count a multiple of ``unit`` (``--train.batch_size``: whole optimizer steps, equal on every rank),
+    at least one ``unit``. If N itself is not a multiple of ``unit`` nothing is dropped (the layout could not be kept).
+
+    zero (N,) bool, lengths (N,) sequence lengths (the compute a response costs); ties broken by position.
+    """
+    total = zero.numel()
+    if unit < 1 or total % unit:
+        return torch.ones(total, dtype=torch.bool)
+    nonzero = int((~zero).sum())
+    target = min(total, max(unit, -(-nonzero // unit) * unit))
+    keep = ~zero.clone()
+    pads = target - nonzero
+    if pads:
+        candidates = torch.nonzero(zero).flatten()
+        order = torch.argsort(lengths[candidates].float(), stable=True)
+        keep[candidates[order[:pads]]] = True
+    return keep
+
+
+def deal_to_ranks(lengths: list[float], ranks: int) -> list[list[int]]:
+    """Positions dealt to ``ranks`` ranks round-robin in order of decreasing length (equal counts when
+    len(lengths) % ranks == 0, similar compute per rank)."""
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    return [order[r::ranks] for r in range(ranks)]
+
+
+def largest_divisor_at_most(value: int, cap: int) -> int:
+    """The largest d <= cap dividing value (>= 1)."""
+    return max(d for d in range(1, max(1, min(cap, value)) + 1) if value % d == 0)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -237,9 +284,33 @@ class RSPOExperienceMaker(RemoteExperienceMaker):
         step = min(max(int(step), 0), self.total_steps - 1)
         return k_schedule(self.rspo.k_schedule, self.rspo.k, step, self.total_steps)
 
+    def apply_engine_verdicts(self, experiences) -> None:
+        """Rewards from our reward file's verdicts plus the engine's truncation and token count, in place.
+
+        ``reward_func`` only sees the decoded text (OpenRLHF 0.11.2 passes queries, prompts, labels), so the engine's
+        ``finish_reason`` and token count reach the reward here, from ``Experience.truncated`` / ``response_length``.
+        Experiences without ``rspo_correct`` (another reward function) are left as they are. Kind: RSPO_REWARD.
+        """
+        from rspo_patch.openrlhf.reward_func import reward_kind
+
+        kind = reward_kind()
+        for experience in experiences:
+            verdict = experience.info.get("rspo_correct")
+            if verdict is None or experience.truncated is None or experience.response_length is None:
+                continue
+            rewards, correct = engine_verdicts(
+                torch.as_tensor(verdict).reshape(-1), experience.truncated.reshape(-1),
+                experience.response_length.reshape(-1), kind=kind, max_new_tokens=self.args.rollout.max_new_tokens)
+            experience.rewards = rewards.to(experience.rewards.device)
+            experience.info["reward"] = rewards.clone()
+            experience.info["rspo_correct"] = correct
+            experience.info["rspo_truncated"] = experience.truncated.reshape(-1).float()
+
     @torch.no_grad()
     def compute_advantages_and_returns(self, experiences):
-        """Registry names: weights -> per-token advantages (no whitening); built-in names: ``super()``."""
+        """Registry names: weights -> per-token advantages (no whitening); built-in names: ``super()``. Both after
+        ``apply_engine_verdicts``."""
+        self.apply_engine_verdicts(experiences)
         if not is_registry_estimator(self.advantage_estimator):
             return super().compute_advantages_and_returns(experiences)
         args = self.strategy.args
@@ -285,12 +356,78 @@ class RSPOExperienceMaker(RemoteExperienceMaker):
             experience.info["rspo_k"] = torch.full_like(w, float(k))
             clipped = (w < clip[0]) | (w > clip[1]) if clip else torch.zeros_like(zero)
             experience.info["rspo_weight_clipped"] = clipped.float()
-            if drop_zero:
-                drop = zero.to(experience.action_mask.device)
-                experience.action_mask = keep_last_token_only(experience.action_mask, drop)
-                rows = drop.unsqueeze(1)
-                experience.advantages = experience.advantages.masked_fill(rows, 0.0)
-                experience.returns = experience.returns.masked_fill(rows, 0.0)
-                experience.info["rspo_dropped"] = drop.float()
             experience.kl = None
+        if drop_zero:
+            experiences = self.drop_zero_weight(experiences)
         return experiences
+
+    def drop_zero_weight(self, experiences):
+        """Remove exactly-zero-weight responses from the actor's update: no forward/backward runs for them.
+
+        The responses are split into single samples (OpenRLHF's ``split_experience_batch``), ``kept_after_drop``
+        keeps every non-zero weight plus the shortest zero-weight ones that round the count up to whole
+        ``--train.batch_size`` optimizer steps (DeepSpeed's accumulation count is fixed; every rank must run the same
+        number of micro-batches), those pads lose all but their last loss token (``keep_last_token_only``: zero
+        advantage, one token in the token-mean normaliser), and the kept samples are dealt to the ranks by length and
+        re-batched (``make_experience_batch``) so ``async_run_method_batch`` hands every rank the same count.
+        The whole rollout stays in ``self.full_rollout`` for OpenRLHF's rollout statistics (see trainer.py); the
+        numbers go to ``self.drop_stats`` (logged as rollout/rspo_*).
+        """
+        from openrlhf.trainer.ppo_utils.experience import make_experience_batch, split_experience_batch
+
+        args = self.strategy.args
+        self.full_rollout = list(experiences)
+        items = [item for experience in experiences for item in split_experience_batch(experience)]
+        zero = torch.tensor([bool(item.info["rspo_zero_weight"] > 0) for item in items])
+        lengths = torch.tensor([float(item.attention_mask.sum()) for item in items])
+        keep = kept_after_drop(zero, lengths, args.train.batch_size)
+        kept = [item for item, k in zip(items, keep.tolist()) if k]
+        for item in kept:
+            pad = bool(item.info["rspo_zero_weight"] > 0)
+            item.info["rspo_dropped"] = torch.tensor(float(pad))
+            if pad:
+                item.action_mask = keep_last_token_only(item.action_mask.unsqueeze(0), torch.tensor([True]))[0]
+                item.advantages = torch.zeros_like(item.advantages)
+                item.returns = torch.zeros_like(item.returns)
+        ranks = (args.actor.num_nodes * args.actor.num_gpus_per_node // args.ds.ring_attn_size
+                 // args.ds.tensor_parallel_size)
+        if len(kept) % ranks:  # only when nothing could be dropped and the step itself is uneven
+            ranks = 1
+        per_rank = len(kept) // ranks
+        size = largest_divisor_at_most(per_rank, args.rollout.micro_batch_size)
+        out = []
+        for positions in deal_to_ranks([float(item.attention_mask.sum()) for item in kept], ranks):
+            for start in range(0, per_rank, size):
+                out.append(_stack_info(make_experience_batch([kept[i] for i in positions[start:start + size]])))
+        tokens_all = float(lengths.sum())
+        tokens_kept = float(sum(float(item.attention_mask.sum()) for item in kept))
+        self.drop_stats = {
+            "rollout/rspo_zero_weight_fraction": float(zero.float().mean()),
+            "rollout/rspo_dropped_fraction": 1.0 - len(kept) / len(items),
+            "rollout/rspo_padding_fraction": (len(kept) - int((~zero).sum())) / len(items),
+            "rollout/rspo_train_token_fraction": tokens_kept / tokens_all if tokens_all else 1.0,
+        }
+        return out
+
+    def take_full_rollout(self):
+        """(the whole rollout before dropping or None, the drop statistics), then forget both (one step)."""
+        full, stats = getattr(self, "full_rollout", None), getattr(self, "drop_stats", None) or {}
+        self.full_rollout, self.drop_stats = None, None
+        return full, stats
+
+
+def rollout_stats(compute, maker, experiences) -> dict:
+    """``compute(full rollout)`` plus the maker's drop statistics (``RSPOExperienceMaker.take_full_rollout``)."""
+    full, extra = maker.take_full_rollout() if isinstance(maker, RSPOExperienceMaker) else (None, {})
+    stats = compute(full if full is not None else experiences)
+    stats.update(extra)
+    return stats
+
+
+def _stack_info(experience):
+    """``make_experience_batch`` leaves per-sample info as a list of 0-d tensors: stack them into (B,) tensors, as
+    the experience maker's own output has them (OpenRLHF's rollout statistics torch.cat them)."""
+    for key, value in list(experience.info.items()):
+        if isinstance(value, list) and value and all(isinstance(v, torch.Tensor) and v.dim() == 0 for v in value):
+            experience.info[key] = torch.stack(value)
+    return experience

@@ -6,7 +6,9 @@ of the driver. The launcher then starts Ray with
 at start-up. The hook is lazy because it also runs in vLLM and model workers that never build a trainer: it only
 registers an import hook (no OpenRLHF/torch import). If and when a worker imports ``openrlhf.trainer.ppo_trainer``,
 ``patch_ppo_trainer_module`` rebinds that module's ``RemoteExperienceMaker`` (which ``BasePPOTrainer.__init__`` looks up
-at call time) to ``RSPOExperienceMaker`` and wraps ``BasePPOTrainer.train_step`` so the k schedule sees the step.
+at call time) to ``RSPOExperienceMaker``, wraps ``BasePPOTrainer.train_step`` so the k schedule sees the step,
+``_compute_rollout_stats`` (statistics of the whole rollout under ``--rspo.drop_zero_weight``) and
+``SamplesGenerator.__init__`` (rollouts stop on evaluation's stop tokens, sampling.py).
 ``rspo_patch`` must be installed in the workers' environment (``pip install -e .``): the hook runs before any
 working_dir is unpacked.
 """
@@ -25,7 +27,7 @@ def patch_ppo_trainer_module(module) -> None:
 
     Idempotent: a second call rebinds the same class and leaves the train_step wrapper as it is.
     """
-    from rspo_patch.openrlhf.experience import RSPOExperienceMaker
+    from rspo_patch.openrlhf.experience import RSPOExperienceMaker, rollout_stats
 
     module.RemoteExperienceMaker = RSPOExperienceMaker
     base = module.BasePPOTrainer
@@ -41,6 +43,19 @@ def patch_ppo_trainer_module(module) -> None:
     train_step._rspo_wrapped = True
     train_step.__wrapped__ = original
     base.train_step = train_step
+
+    original_stats = base._compute_rollout_stats
+
+    def _compute_rollout_stats(self, experiences):
+        """OpenRLHF's rollout statistics over the whole rollout, before --rspo.drop_zero_weight."""
+        return rollout_stats(lambda exps: original_stats(self, exps), self.experience_maker, experiences)
+
+    _compute_rollout_stats.__wrapped__ = original_stats
+    base._compute_rollout_stats = _compute_rollout_stats
+
+    from rspo_patch.openrlhf.sampling import patch_samples_generator_class
+
+    patch_samples_generator_class(module.SamplesGenerator)  # the async rollout actor builds its own generator
 
 
 class _PatchingLoader(importlib.abc.Loader):

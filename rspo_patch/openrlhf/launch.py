@@ -7,12 +7,12 @@ Every OpenRLHF flag works as in ``python -m openrlhf.cli.train_ppo_ray``; in add
   --rspo.k_schedule KIND            constant (default) | linear | cosine: k decays from K to 1 over training
   --rspo.schedule_steps S           rollout steps the schedule spans (default: derived from the prompt set;
                                     required for non-constant schedules with --train.async_enable)
-  --rspo.drop_zero_weight           remove exactly-zero-weight responses from the policy loss (experience.py)
+  --rspo.drop_zero_weight           remove exactly-zero-weight responses from the actor's update (experience.py)
   --rspo.hp KEY=VALUE ...           estimator hyperparameters (e.g. beta=2 for rs_grpo)
   --rspo.max_abs_reward M           bound on |reward| used to size the default --reward.clip_range (default 1)
   --rspo.no_entropy_log             do not compute/log the policy entropy (saves the actor's entropy pass)
   --rspo.ray_temp_dir DIR           start a private local Ray: ray.init(address="local", _temp_dir=DIR) (Slurm jobs)
-  --rspo.template NAME              prompt template of analysis.prompts (qwen_math_cot, chat, chat_answer, plain), the
+  --rspo.template NAME              prompt template of rspo_core.prompts (qwen_math_cot, chat, chat_answer, plain), the
                                     one evaluation uses: rendered (chat ones with the actor's tokenizer, system message
                                     included) into --data.input_template, so training and evaluation prompts agree
 
@@ -22,6 +22,14 @@ How: OpenRLHF builds its parser under ``if __name__ == "__main__"``, so the laun
 flags, parses, validates (ValueError -> argparse error, exit 2, before Ray or any model starts), fills defaults,
 starts Ray and rebinds ``openrlhf.trainer.ppo_trainer.PPOTrainer`` to ``RSPOPPOTrainer``; then OpenRLHF's own
 ``__main__`` continues and calls ``train(args)``. The module runs via ``runpy.run_module(..., run_name="__main__")``.
+
+Before Ray starts (``_prepare_run``), for every estimator:
+  * ``--data.max_samples`` is cut to whole rollout batches (``prepare_batches``; a partial last batch splits unevenly
+    over the ranks and hangs them) and one full step is checked to split evenly (``batches.check_even_split``);
+  * ``--ckpt.path`` is tied to this run (``prepare_checkpoints`` / ckpt.py): a checkpoint made with other settings,
+    base weights, data or reward file, or a half-written one, is moved aside with the reason and the run starts fresh;
+  * our trainer actor replaces OpenRLHF's (trainer.py): registry estimators, rollouts that stop on evaluation's stop
+    tokens, rewards with the engine's truncation, at most ``--ckpt.max_num`` HF copies.
 
 Defaults changed for registry estimators only when the user did not set them:
   --reward.clip_range   (-B, B), B = max(10, 2 * max(k, n) * max_abs_reward): OpenRLHF clamps the per-sample scalar
@@ -98,7 +106,7 @@ def build_parser_hook(parser: argparse.ArgumentParser) -> bool:
     defaults of ``--reward.clip_range`` / ``--actor.entropy_coef`` into "unset" markers resolved by ``finalize_args``.
     Idempotent.
     """
-    from analysis.prompts import TEMPLATES
+    from rspo_core.prompts import TEMPLATES
     from rspo_patch.estimators import ESTIMATORS, K_SCHEDULES
 
     action = _estimator_action(parser)
@@ -118,7 +126,7 @@ def build_parser_hook(parser: argparse.ArgumentParser) -> bool:
     group.add_argument("--rspo.k_schedule", choices=list(K_SCHEDULES), default="constant", help="k schedule")
     group.add_argument("--rspo.schedule_steps", type=int, default=None, help="rollout steps the k schedule spans")
     group.add_argument("--rspo.drop_zero_weight", action="store_true", default=False,
-                       help="remove exactly-zero-weight responses from the policy loss")
+                       help="remove exactly-zero-weight responses from the actor's update (no forward/backward)")
     group.add_argument("--rspo.hp", nargs="*", default=[], metavar="KEY=VALUE", help="estimator hyperparameters")
     group.add_argument("--rspo.max_abs_reward", type=float, default=1.0,
                        help="bound on |reward| used to size the default --reward.clip_range")
@@ -127,7 +135,7 @@ def build_parser_hook(parser: argparse.ArgumentParser) -> bool:
     group.add_argument("--rspo.ray_temp_dir", type=str, default=None,
                        help='start a private Ray: ray.init(address="local", _temp_dir=DIR)')
     group.add_argument("--rspo.template", choices=list(TEMPLATES), default=None,
-                       help="prompt template of analysis.prompts, rendered into --data.input_template")
+                       help="prompt template of rspo_core.prompts, rendered into --data.input_template")
     parser._rspo_extended = True
     return True
 
@@ -165,12 +173,12 @@ def default_clip_bound(k: int, n: int, max_abs_reward: float) -> float:
 def apply_template(ns: argparse.Namespace) -> None:
     """``--rspo.template NAME`` -> ``--data.input_template``, in place (no-op without it).
 
-    The pattern is ``analysis.prompts.str_format_template``: the exact prompt evaluation builds, with ``{}`` where
+    The pattern is ``rspo_core.prompts.str_format_template``: the exact prompt evaluation builds, with ``{}`` where
     OpenRLHF puts the question. Chat templates load the actor's tokenizer (``AutoTokenizer.from_pretrained``);
     OpenRLHF's own ``--data.apply_chat_template`` would drop our system message.
     ValueError if --data.input_template or --data.apply_chat_template is given too.
     """
-    from analysis.prompts import CHAT_TEMPLATES, str_format_template
+    from rspo_core.prompts import CHAT_TEMPLATES, str_format_template
 
     name = _get(ns, "rspo.template")
     if name is None:
@@ -325,6 +333,72 @@ def parse_args(argv: list[str], hierarchical: bool = False):
 
 
 # ---------------------------------------------------------------------------------------------------------------------
+# full rollout batches (rspo_patch.openrlhf.batches)
+
+
+class _QuietStrategy:
+    """What OpenRLHF's ``blending_datasets`` needs of a strategy: ``print``, ``is_rank_0`` and ``args.use_ms``."""
+
+    def __init__(self, use_ms: bool = False):
+        self.args = argparse.Namespace(use_ms=use_ms)
+
+    def print(self, *args, **kwargs) -> None:
+        pass
+
+    @staticmethod
+    def is_rank_0() -> bool:
+        return False
+
+
+def count_prompts(ns) -> int:
+    """Prompts OpenRLHF will load: ``len(blending_datasets(...))`` with the same flags ``prepare_datasets`` uses."""
+    from openrlhf.datasets.utils import blending_datasets
+
+    if not _get(ns, "data.prompt_dataset"):
+        raise ValueError("--data.prompt_dataset is not set: there is nothing to train on")
+    data = blending_datasets(_get(ns, "data.prompt_dataset"), _get(ns, "data.prompt_probs"),
+                             _QuietStrategy(bool(_get(ns, "use_ms", False))), _get(ns, "train.seed", 42),
+                             max_count=_get(ns, "data.max_samples"), dataset_split=_get(ns, "data.prompt_split"))
+    return min(len(data), int(_get(ns, "data.max_samples")))
+
+
+def effective_ranks(ns) -> int:
+    """Data-parallel actor ranks: num_nodes * num_gpus_per_node // ring_attn_size // tensor_parallel_size."""
+    return (_get(ns, "actor.num_nodes", 1) * _get(ns, "actor.num_gpus_per_node", 1)
+            // _get(ns, "ds.ring_attn_size", 1) // _get(ns, "ds.tensor_parallel_size", 1))
+
+
+def prepare_batches(ns, num_prompts: int) -> int:
+    """Make every rollout step full and evenly split over the ranks, in place; returns the prompts kept.
+
+    Sets ``--data.max_samples`` to ``batches.full_batch_prompts`` (logged when prompts are dropped) and checks one full
+    step with ``batches.check_even_split`` (ValueError naming the flags). Dynamic batching (OpenRLHF re-balances) and
+    dynamic filtering (a step refills filtered prompts; the last one may be short) skip the split check.
+    """
+    from rspo_patch.openrlhf.batches import check_even_split, full_batch_prompts
+
+    batch = _get(ns, "rollout.batch_size")
+    kept = full_batch_prompts(num_prompts, batch, _get(ns, "data.max_samples"))
+    if kept < num_prompts:
+        print(f"[rspo launcher] {num_prompts} prompts, --rollout.batch_size {batch}: training on the first {kept} "
+              f"({kept // batch} full rollout steps per episode; {num_prompts - kept} left out so no step is "
+              f"partial, as verl's drop_last)", file=sys.stderr, flush=True)
+    setattr(ns, "data.max_samples", kept)
+    if _get(ns, "algo.dynamic_filtering_enable"):
+        warnings.warn("--algo.dynamic_filtering_enable: the last rollout step of an episode may be partial and "
+                      "split unevenly over the ranks", stacklevel=2)
+    ranks, train_micro, train_batch = effective_ranks(ns), _get(ns, "train.micro_batch_size"), _get(ns, "train.batch_size")
+    if _get(ns, "rspo.drop_zero_weight") and train_batch % (train_micro * ranks):
+        raise ValueError(f"--rspo.drop_zero_weight keeps whole optimizer steps: --train.batch_size {train_batch} must "
+                         f"be a multiple of --train.micro_batch_size {train_micro} x {ranks} data-parallel ranks")
+    if not _get(ns, "train.dynamic_batch_enable"):
+        check_even_split(batch * _get(ns, "rollout.n_samples_per_prompt"),
+                         rollout_micro=_get(ns, "rollout.micro_batch_size"), ranks=ranks, train_micro=train_micro,
+                         train_batch=train_batch)
+    return kept
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # Ray start-up
 
 
@@ -332,7 +406,8 @@ def ray_init_kwargs(ns, environ=None) -> dict:
     """Keyword arguments for ``ray.init`` from the parsed flags (pure; see ``start_ray``).
 
     runtime_env.env_vars: OpenRLHF's defaults (TOKENIZERS_PARALLELISM, NCCL_DEBUG, RAY_ENABLE_ZERO_COPY_TORCH_TENSORS)
-    plus what reward_func.py reads (RSPO_REWARD, RSPO_MAX_NEW_TOKENS, RSPO_TOKENIZER: default the actor model).
+    plus what reward_func.py reads (RSPO_REWARD, RSPO_MAX_NEW_TOKENS, RSPO_TOKENIZER: default the actor model;
+    RSPO_GRADE_FALLBACK, RSPO_GRADE_TIMEOUT when set).
     Async mode adds ``worker_process_setup_hook``; ``--rspo.ray_temp_dir`` adds ``address="local", _temp_dir``.
     """
     environ = os.environ if environ is None else environ
@@ -342,6 +417,8 @@ def ray_init_kwargs(ns, environ=None) -> dict:
     env["RSPO_MAX_NEW_TOKENS"] = environ.get("RSPO_MAX_NEW_TOKENS", str(max_new) if max_new else "")
     tokenizer = environ.get("RSPO_TOKENIZER", _get(ns, "actor.model_name_or_path") or "")
     env["RSPO_TOKENIZER"] = tokenizer
+    for key in ("RSPO_GRADE_FALLBACK", "RSPO_GRADE_TIMEOUT"):  # the config's grader block (set by the train rule)
+        env[key] = environ.get(key, "")
     env = {key: value for key, value in env.items() if value != ""}
     runtime_env: dict = {"env_vars": env}
     if _get(ns, "train.async_enable") and _get(ns, ESTIMATOR_DEST) is not None:
@@ -369,12 +446,30 @@ def start_ray(ns) -> None:
     ray.init(**kwargs)
 
 
-def _prepare_run(ns) -> None:
-    from rspo_patch.openrlhf.experience import is_registry_estimator
+def prepare_checkpoints(ns, environ=None) -> str:
+    """``rspo_patch.openrlhf.ckpt.prepare_checkpoint_dir`` for ``--ckpt.path`` with this run's fingerprint (after
+    ``prepare_batches``: the fingerprint includes the final ``--data.max_samples``); returns "fresh" or "resume"."""
+    from rspo_patch.openrlhf.ckpt import prepare_checkpoint_dir, run_fingerprint
 
-    if not is_registry_estimator(_get(ns, ESTIMATOR_DEST)):
-        start_ray(ns)  # built-in estimator: stock trainer, same Ray options
-        return
+    environ = os.environ if environ is None else environ
+    state = prepare_checkpoint_dir(_get(ns, "ckpt.path"), run_fingerprint(ns, environ), _get(ns, "ckpt.max_num", 1))
+    if state == "resume" and not _get(ns, "ckpt.load_enable"):
+        print(f"[rspo launcher] {_get(ns, 'ckpt.path')} holds a checkpoint of this run, but --ckpt.load_enable is "
+              f"off: OpenRLHF starts from step 0", file=sys.stderr, flush=True)
+    return state
+
+
+def _prepare_run(ns) -> None:
+    """After parsing, before OpenRLHF's train(): full batches, the checkpoint directory, Ray, our trainer actor.
+
+    The trainer actor (sync mode) is installed for built-in estimators too: they get the same stop tokens, engine
+    verdicts and HF-copy rotation (its experience maker hands built-in names to OpenRLHF's own code).
+    """
+    try:
+        prepare_batches(ns, count_prompts(ns))
+    except ValueError as err:
+        raise SystemExit(f"rspo_patch.openrlhf.launch: error: {err}") from None
+    prepare_checkpoints(ns)
     from rspo_patch.openrlhf.trainer import install_trainer
 
     start_ray(ns)

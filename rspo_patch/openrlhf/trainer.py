@@ -9,6 +9,9 @@ training actor inside another actor; that path is covered by ``rspo_patch.openrl
 
 from __future__ import annotations
 
+import logging
+import math
+
 import ray
 
 from rspo_patch.openrlhf._version import check_openrlhf_version
@@ -17,16 +20,35 @@ check_openrlhf_version()
 
 import openrlhf.trainer.ppo_trainer as _ppo_trainer_module  # noqa: E402
 
-from rspo_patch.openrlhf.experience import RSPOExperienceMaker  # noqa: E402
+from rspo_patch.openrlhf.ckpt import prune_hf_copies  # noqa: E402
+from rspo_patch.openrlhf.experience import RSPOExperienceMaker, rollout_stats  # noqa: E402
+from rspo_patch.openrlhf.sampling import install_stop_tokens, training_stop_token_ids  # noqa: E402,F401
+
+logger = logging.getLogger(__name__)
 
 #: OpenRLHF's PPOTrainer as shipped (the ActorClass), kept before any rebinding.
 STOCK_PPO_TRAINER = getattr(_ppo_trainer_module, "_rspo_stock_PPOTrainer", _ppo_trainer_module.PPOTrainer)
 _ppo_trainer_module._rspo_stock_PPOTrainer = STOCK_PPO_TRAINER
 
 
-def rollout_steps(args, num_prompts: int) -> int:
-    """Rollout steps of a run: num_episodes * (prompts // rollout.batch_size), at least 1 (the k schedule's length)."""
-    return max(1, args.train.num_episodes * (num_prompts // max(1, args.rollout.batch_size)))
+def rollout_steps(args, num_prompts: int, max_steps: int | None = None) -> int:
+    """Rollout steps ``PPOTrainer.fit`` runs: num_episodes * ceil(num_prompts / rollout.batch_size) (the k schedule's
+    length; ``SamplesGenerator`` also runs the last, partial batch of an episode).
+
+    ``num_prompts`` is ``len(prompts_dataloader)`` (a batch-1 loader over the prompts ``prepare_datasets`` kept) and
+    ``max_steps`` OpenRLHF's optimizer-step total (its LR schedule): prompts * n // train.batch_size * num_episodes *
+    max_epochs. With whole rollout batches (the launcher's ``--data.max_samples``) the two agree; a warning says so
+    when they do not (the LR schedule and the k schedule would then span different runs).
+    """
+    batch = max(1, args.rollout.batch_size)
+    total = max(1, args.train.num_episodes * math.ceil(num_prompts / batch))
+    if max_steps is not None:
+        updates = batch * args.rollout.n_samples_per_prompt // args.train.batch_size * args.train.max_epochs
+        if updates and max_steps != total * updates:
+            logger.warning("OpenRLHF's max_steps %s (LR schedule) != %s rollout steps x %s updates: the prompt count "
+                           "%s is not a multiple of --rollout.batch_size %s", max_steps, total, updates, num_prompts,
+                           batch)
+    return total
 
 
 def attach_rspo_experience_maker(trainer) -> RSPOExperienceMaker:
@@ -48,13 +70,15 @@ def attach_rspo_experience_maker(trainer) -> RSPOExperienceMaker:
 
 
 class RSPOPPOTrainerActor(STOCK_PPO_TRAINER.__ray_actor_class__):
-    """The stock synchronous PPOTrainer with the RSPO experience maker and a k-schedule step counter."""
+    """The stock synchronous PPOTrainer with the RSPO experience maker, a k-schedule step counter, rollouts that stop
+    where evaluation stops (``install_stop_tokens``), and at most ``--ckpt.max_num`` HF checkpoint copies."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         maker = attach_rspo_experience_maker(self)
+        install_stop_tokens(training_stop_token_ids(self.args.actor.model_name_or_path, self.tokenizer))
         if maker.total_steps is None:
-            maker.total_steps = rollout_steps(self.args, len(self.prompts_dataloader))
+            maker.total_steps = rollout_steps(self.args, len(self.prompts_dataloader), self.max_steps)
 
     def experience_maker_class(self) -> str:
         """Qualified name of the experience maker in use (for checks from the driver)."""
@@ -69,6 +93,17 @@ class RSPOPPOTrainerActor(STOCK_PPO_TRAINER.__ray_actor_class__):
     def train_step(self, rollout_samples, global_step: int):
         self.experience_maker.global_step = global_step
         return super().train_step(rollout_samples, global_step)
+
+    def _compute_rollout_stats(self, experiences):
+        """OpenRLHF's rollout statistics over the WHOLE rollout (before ``--rspo.drop_zero_weight`` removed
+        responses), plus the drop statistics."""
+        return rollout_stats(super()._compute_rollout_stats, self.experience_maker, experiences)
+
+    def save_logs_and_checkpoints(self, global_step: int, logs_dict=None, client_states=None) -> None:
+        """OpenRLHF's save, then at most ``--ckpt.max_num`` ``global_step<N>_hf`` copies (OpenRLHF never rotates them)."""
+        super().save_logs_and_checkpoints(global_step, logs_dict, client_states)
+        if self.args.ckpt.save_hf and global_step % self.args.ckpt.save_steps == 0:
+            prune_hf_copies(self.args.ckpt.path, self.args.ckpt.max_num)
 
 
 RSPOPPOTrainer = ray.remote(RSPOPPOTrainerActor)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from analysis import contamination as C
-from analysis.datasets import write_jsonl_atomic
+from rspo_core.atomic import write_jsonl_atomic
 
 REPO = Path(__file__).resolve().parents[2]
 

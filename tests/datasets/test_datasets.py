@@ -32,10 +32,11 @@ def prep(name, tmp_path, **kw):
 # registry
 
 
-def test_registry_covers_the_seven_benchmarks_and_math_train():
-    assert set(D.BENCHMARKS) == {"aime24", "amc23", "math500", "minerva", "olympiadbench", "aime25", "livemathbench",
-                                 "math_train"}
-    assert D.EVAL_BENCHMARKS == ["aime24", "amc23", "math500", "minerva", "olympiadbench", "aime25", "livemathbench"]
+def test_registry_covers_the_benchmarks_and_math_train():
+    assert set(D.BENCHMARKS) == {"aime24", "amc", "amc23", "math500", "minerva", "olympiadbench", "aime25",
+                                 "livemathbench", "math_train"}
+    assert D.EVAL_BENCHMARKS == ["aime24", "amc", "amc23", "math500", "minerva", "olympiadbench", "aime25",
+                                 "livemathbench"]
     mt = D.BENCHMARKS["math_train"]
     assert mt.split == "train" and mt.expected_rows == 7500 and len(mt.configs) == 7 and mt.is_train
     assert D.BENCHMARKS["aime25"].configs == ["AIME2025-I", "AIME2025-II"]
@@ -50,7 +51,7 @@ def test_registry_covers_the_seven_benchmarks_and_math_train():
 
 def test_aime24_keeps_source_id_and_strips_leading_zeros_visibly(tmp_path):
     rows = prep("aime24", tmp_path)
-    assert [r["id"] for r in rows] == ["aime24-0000", "aime24-0001", "aime24-0002"]
+    assert [r["id"] for r in rows] == [D.content_id("aime24", r["problem"]) for r in load_fixture("aime24")]
     assert rows[0]["answer"] == "27" and rows[0]["meta"]["answer_raw"] == "027"
     assert rows[1]["answer"] == "1" and "answer_raw" not in rows[1]["meta"]
     assert rows[0]["meta"]["id"] == 60 and rows[0]["question"].startswith("Find the number of ordered pairs")
@@ -122,7 +123,7 @@ def test_math_train_drops_a_rare_unboxed_row_with_a_warning(tmp_path, caplog):
         n = D.prepare("math_train", tmp_path / "x.jsonl", raw=raw, allow_count_mismatch=True)
     assert n == 149 and "dropped 1/150 rows" in caplog.text
     ids = [r["id"] for r in D.read_jsonl(tmp_path / "x.jsonl")]
-    assert "math_train-0007" not in ids and ids[7] == "math_train-0008"  # ids keep the raw position
+    assert D.content_id("math_train", "p7") not in ids and ids[7] == D.content_id("math_train", "p8")
 
 
 def test_benchmark_row_without_answer_is_never_dropped(tmp_path):
@@ -297,3 +298,89 @@ def test_load_raw_reads_a_local_parquet_dataset_through_datasets(tmp_path):
     tagged = D.load_raw(spec, cache_dir=tmp_path / "cache")
     assert [r for _, r in tagged] == rows and {c for c, _ in tagged} == {None}
     assert [r["answer"] for r in D.normalise_rows(spec, tagged)] == ["36", "6", "7"]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# pinning: revisions, row counts, ids
+
+
+# sha -> the hub page it was read from (commit / tree URL of that very data set); nothing else may be pinned.
+VERIFIED_REVISIONS = {
+    "math500": "ff5b20257d8185524591543f8ff5993951537bb8",  # .../datasets/HuggingFaceH4/MATH-500/commits/ff5b202...
+    "amc": "b16c5c52362a8f0acafef95fd6d94a8468982e08",  # .../AI-MO/aimo-validation-amc/commit/b16c5c5...
+    "olympiadbench": "3b426ee1d587c71b495146dde9f3e995ee7ac59f",  # .../Hothan/OlympiadBench/tree/3b426ee...
+}
+
+
+def test_every_data_set_is_pinned_or_marked_unverified():
+    for name, spec in D.BENCHMARKS.items():
+        assert spec.revision == VERIFIED_REVISIONS.get(name, D.REVISION_UNVERIFIED), name
+        assert spec.revision_verified == (name in VERIFIED_REVISIONS)
+    counts = {n: s.expected_rows for n, s in D.BENCHMARKS.items()}
+    assert counts == {"aime24": 30, "amc": 83, "amc23": 40, "math500": 500, "minerva": 272, "olympiadbench": 675,
+                      "aime25": 30, "livemathbench": None, "math_train": 7500}
+    assert D.BENCHMARKS["livemathbench"].configs == ["v202505_all_en"]  # OpenCompass's v202505 default: all, en
+
+
+def _local_hub_copy(tmp_path, rows, split):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "repo" / "data").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "repo" / "data" / f"{split}-00000-of-00001.parquet")
+    return str(tmp_path / "repo")
+
+
+def test_load_raw_passes_a_verified_revision_and_warns_on_an_unverified_one(tmp_path, monkeypatch, caplog):
+    """The real datasets.load_dataset runs (a local folder ignores the revision); a spy records what it was given."""
+    import dataclasses
+
+    import datasets
+
+    seen, real = [], datasets.load_dataset
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("revision"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(datasets, "load_dataset", spy)
+    rows = [{"id": 0, "problem": "schema check only: not a real AMC problem", "answer": 142.0, "url": "u"}]
+    spec = dataclasses.replace(D.BENCHMARKS["amc"], hf_id=_local_hub_copy(tmp_path, rows, "train"))
+    with caplog.at_level("WARNING"):
+        assert [r for _, r in D.load_raw(spec, cache_dir=tmp_path / "c1")] == rows
+    assert seen == ["b16c5c52362a8f0acafef95fd6d94a8468982e08"] and "no verified commit sha" not in caplog.text
+    spec = dataclasses.replace(spec, revision=D.REVISION_UNVERIFIED)
+    with caplog.at_level("WARNING"):
+        D.load_raw(spec, cache_dir=tmp_path / "c2")
+    assert seen[-1] is None and "amc (" in caplog.text and "no verified commit sha is pinned" in caplog.text
+
+
+def test_amc_float_answers_in_the_numina_schema(tmp_path):
+    """aimo-validation-amc's schema (card: id int64, problem, answer float64, url); the rows are schema probes."""
+    raw = [{"id": 0, "problem": "schema probe 1", "answer": 142.0, "url": "u0"},
+           {"id": 1, "problem": "schema probe 2", "answer": 0.5, "url": "u1"}]
+    rows = D.normalise_rows(D.get_spec("amc"), [(None, r) for r in raw])
+    assert [r["answer"] for r in rows] == ["142", "0.5"] and rows[0]["meta"] == {"id": 0, "url": "u0",
+                                                                                 "answer_raw": 142.0}
+    with pytest.raises(ValueError, match=r"'amc'.*got 2 rows, expected 83"):
+        D.prepare("amc", tmp_path / "a.jsonl", raw=raw)
+
+
+def test_livemathbench_count_is_not_verified_and_says_so(caplog):
+    with caplog.at_level("WARNING"):
+        D.check_count(D.get_spec("livemathbench"), 123)
+    assert "got 123 rows; no verified row count" in caplog.text
+
+
+def test_ids_are_content_hashes_independent_of_order_and_repeats_are_numbered(caplog):
+    raw = load_fixture("minerva")
+    spec = D.get_spec("minerva")
+    a = D.normalise_rows(spec, [(None, r) for r in raw])
+    b = D.normalise_rows(spec, [(None, r) for r in reversed(raw)])
+    assert {r["id"]: r["answer"] for r in a} == {r["id"]: r["answer"] for r in b}
+    import hashlib
+
+    assert a[0]["id"] == "minerva-" + hashlib.sha256(raw[0]["question"].encode()).hexdigest()[:12]
+    with caplog.at_level("WARNING"):
+        c = D.normalise_rows(spec, [(None, raw[0]), (None, raw[1]), (None, raw[0])])
+    assert [r["id"] for r in c] == [a[0]["id"], a[1]["id"], a[0]["id"] + "-2"] and "repeats the question" in caplog.text

@@ -56,16 +56,23 @@ def _s_weights(r, k):
             / C(n, k) for i in range(n)]
 
 
-def _sloo_weights(r, k):
-    """n * (s_i - (k/n) rho_{-i}), rho_{-i} = mean over k-subsets of the others of their max."""
+def _rho_without(r, i, k):
+    """Mean over k-subsets of the responses other than i of their max (the max@k estimate without i)."""
+    others = [r[j] for j in range(len(r)) if j != i]
+    return sum((max(c) for c in itertools.combinations(others, k)), Fraction(0)) / C(len(others), k)
+
+
+def _maxpo_weights(r, k):
+    """n s_i - k rho_{-i}: MaxPO (docs/estimators.md), the form pkpo_sloo had before issue 14."""
+    s = _s_weights(r, k)
+    return [s[i] - k * _rho_without(r, i, k) for i in range(len(r))]
+
+
+def _pkpo_sloo_weights(r, k):
+    """n s^loo_i = n (s_i - k rho_{-i} / (n - 1)) (PKPO Eq. 29), by subset enumeration."""
     n = len(r)
     s = _s_weights(r, k)
-    out = []
-    for i in range(n):
-        others = [r[j] for j in range(n) if j != i]
-        rho = sum((max(c) for c in itertools.combinations(others, k)), Fraction(0)) / C(n - 1, k)
-        out.append(s[i] - k * rho)
-    return out
+    return [s[i] - Fraction(n * k, n - 1) * _rho_without(r, i, k) for i in range(n)]
 
 
 @pytest.mark.parametrize("ties", [False, True])
@@ -87,8 +94,9 @@ def test_pkpo_closed_forms_match_subset_enumeration(n, k):
     ref_s = torch.tensor([float(x) for x in _s_weights(r, k)], dtype=torch.float64)
     torch.testing.assert_close(compute_weights("pkpo_s", R, k)[0], ref_s, rtol=1e-12, atol=1e-12)
     if n > k:
-        ref = torch.tensor([float(x) for x in _sloo_weights(r, k)], dtype=torch.float64)
-        torch.testing.assert_close(compute_weights("pkpo_sloo", R, k)[0], ref, rtol=1e-12, atol=1e-12)
+        for name, ref_fn in (("pkpo_sloo", _pkpo_sloo_weights), ("maxpo", _maxpo_weights)):
+            ref = torch.tensor([float(x) for x in ref_fn(r, k)], dtype=torch.float64)
+            torch.testing.assert_close(compute_weights(name, R, k)[0], ref, rtol=1e-12, atol=1e-12)
 
 
 def test_rspo_max_on_binary_equals_rspo_pass():
@@ -139,6 +147,15 @@ def test_grpo_matches_openrlhf_group_norm_values():
     R = torch.tensor([[1.0, 0, 0, 1], [0, 0, 0, 1]])
     exp = torch.tensor([[0.866, -0.866, -0.866, 0.866], [-0.5, -0.5, -0.5, 1.5]])
     torch.testing.assert_close(compute_weights("grpo", R, 1), exp, atol=1e-3, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_grpo_constant_groups_are_exactly_zero(dtype):
+    """A constant group has no signal: grpo gives exactly 0 (computed in float64). OpenRLHF's group_norm, in float32,
+    can return rounding noise / 1e-9 here (docs/estimators.md), e.g. -0.8 or -59.6 for a group of -0.9."""
+    for value in (-0.9, 0.1, 0.7, 1 / 3):
+        for n in (2, 3, 7, 16, 100):
+            assert (compute_weights("grpo", torch.full((3, n), value, dtype=dtype), 1) == 0).all()
 
 
 def test_passk_chen_reference_example():
@@ -272,6 +289,9 @@ def test_empty_batch():
     ("rspo_max", torch.ones(2, 2, 2), 1, "rank 2"),
     ("grpo", torch.ones(3, 1), 1, "at least n=2"),
     ("pkpo_sloo", torch.ones(3, 1), 1, "at least n=2"),
+    ("maxpo", torch.ones(2, 4), 4, "needs n > k"),
+    ("maxpo", torch.ones(3, 1), 1, "at least n=2"),
+    ("rs_grpo", torch.ones(3, 1), 1, "at least n=2"),
     ("rspo_max", [[1.0, 0.0]], 1, "torch.Tensor"),
     ("rspo_max", torch.ones(2, 4), 2.0, "k must be an int"),
 ])
@@ -309,6 +329,9 @@ def test_registry_rejects_a_second_function_under_a_taken_name():
 
 
 def test_k_schedule():
+    from rspo_core import schedules
+
+    assert k_schedule is schedules.k_schedule  # one definition (rspo_core), re-exported by the registry
     assert [k_schedule("constant", 8, s, 10) for s in range(10)] == [8] * 10
     lin = [k_schedule("linear", 8, s, 8) for s in range(8)]
     assert lin == [8, 7, 6, 5, 4, 3, 2, 1]
@@ -362,7 +385,7 @@ def test_tie_counts_match_searchsorted():
         assert torch.equal(le, torch.searchsorted(rs, rs, right=True))
 
 
-@pytest.mark.parametrize("name", ["rspo_max", "rspo_max_sorted", "rspo_max_plugin", "pkpo_s", "pkpo_sloo"])
+@pytest.mark.parametrize("name", ["rspo_max", "rspo_max_sorted", "rspo_max_plugin", "pkpo_s", "pkpo_sloo", "maxpo"])
 def test_sorted_input_estimators_accept_every_input_dtype(name):
     """They sort in the input dtype (cheaper than float64; a float64 cast keeps the order) and scatter back."""
     g = torch.Generator().manual_seed(6)
@@ -374,3 +397,43 @@ def test_sorted_input_estimators_accept_every_input_dtype(name):
         torch.testing.assert_close(got.double(), ref.to(got.dtype).double())
     got = compute_weights(name, R > 1, 3)
     torch.testing.assert_close(got.double(), compute_weights(name, (R > 1).double(), 3).float().double())
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# issue 13 item 6: float16 overflow, autograd
+
+
+@pytest.mark.parametrize("name,row", [("pkpo_s", [3e4, 5e4, 6e4, 4e4]), ("baseline", [3e4, 5e4, 6e4, 4e4]),
+                                      ("maxpo", [0.0, 6e4, 0.0, 0.0]), ("rspo_max", [0.0, 6e4, 0.0, 0.0])])
+def test_float16_weights_that_overflow_raise(name, row):
+    """Rewards 3e4-6e4 in float16 give weights above 65504; the estimator must say so, not return inf."""
+    R = torch.tensor([row] * 2, dtype=torch.float16)
+    w64 = compute_weights(name, R.double(), 2)
+    assert w64.abs().max() > torch.finfo(torch.float16).max  # the exact weights do not fit in float16
+    with pytest.raises(ValueError, match=rf"{name}: weights are not finite in torch.float16 .*float32 or float64"):
+        compute_weights(name, R, 2)
+
+
+def test_float16_weights_that_fit_are_returned():
+    R = torch.tensor([[3e4, 5e4, 6e4, 4e4]], dtype=torch.float16)
+    w = compute_weights("rspo_max", R, 2)
+    assert w.dtype == torch.float16 and torch.isfinite(w).all()
+    torch.testing.assert_close(w.double(), compute_weights("rspo_max", R.double(), 2).half().double())
+
+
+def test_rewards_requiring_grad_do_not_warn():
+    import warnings
+
+    R = torch.rand(4, 6, requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for name in ESTIMATORS:
+            w = compute_weights(name, (R > 0.5).float().requires_grad_() if get_estimator(name).binary_only else R, 2)
+            assert not w.requires_grad
+
+
+def test_rs_grpo_rejects_a_lone_response():
+    """n = 1: rejected like grpo (the RS-GRPO reference would return (e^{beta R} - 1)/beta, no baseline at all)."""
+    assert get_estimator("rs_grpo").min_n == 2
+    with pytest.raises(ValueError, match="rs_grpo: needs at least n=2"):
+        compute_weights("rs_grpo", torch.tensor([[1.0]]), 1)

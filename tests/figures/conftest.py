@@ -16,11 +16,15 @@ from fig_fixtures import make_results  # noqa: E402
 
 @pytest.fixture(scope="session")
 def synthetic_results(tmp_path_factory):
-    """A full synthetic results tree (eval + train + config.yaml) aggregated into tables/."""
+    """A full synthetic results tree (eval + train + config.yaml + cells.json) aggregated into tables/ (with the
+    claims table)."""
     from analysis.aggregate import aggregate
+    from analysis.claims import main as claims_main
 
     root = make_results(tmp_path_factory.mktemp("results"))
     aggregate(root / "eval", root / "train", root / "tables")
+    claims_main(["--tables", str(root / "tables"), "--cells", str(root / "cells.json"),
+                 "--out", str(root / "tables" / "claims.csv")])
     return root
 
 
@@ -41,6 +45,6 @@ def built(synthetic_results, tmp_path_factory, bandit_json):
 
     out = tmp_path_factory.mktemp("figures")
     ctx = FigureContext(out_dir=out, tables_dir=synthetic_results / "tables", bandit_path=bandit_json,
-                        config_path=synthetic_results / "config.yaml", png_dpi=60)
+                        cells_path=synthetic_results / "cells.json", png_dpi=60)
     sidecars = {name: run_figure(name, ctx) for name in FIGURES}
     return out, sidecars

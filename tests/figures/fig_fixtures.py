@@ -16,7 +16,17 @@ import yaml
 KS = (1, 2, 4, 8, 16)
 GRADER = "test-grader-1"
 
-# the default config's families, in the workflow's grammar (workflow/lib/cells.py)
+
+def _registered(*names: str) -> list[str]:
+    from rspo_patch.estimators import ESTIMATORS
+
+    return [n for n in names if n in ESTIMATORS]
+
+
+# peers that figures must draw when the estimator registry has them (issue 14): MaxPO beside PKPO s-loo
+PEERS_FROM_REGISTRY = _registered("maxpo")
+
+# the default config's families, in the workflow's grammar (rspo_core/cells.py)
 CONFIG = {
     "families": {
         "main": {"model": "tiny", "n": 8, "reward": "pass", "seed": [0, 1],
@@ -29,7 +39,7 @@ CONFIG = {
         "grpo": {"model": "tiny", "n": 8, "reward": "pass", "seed": 0, "grid": [{"algo": ["pg", "grpo"]}],
                  "benchmarks": ["aime24"]},
         "peers": {"model": "tiny", "n": 8, "reward": "pass", "seed": 0,
-                  "grid": [{"algo": ["rspo_pass", "pkpo_sloo"], "k": 4},
+                  "grid": [{"algo": ["rspo_pass", "pkpo_sloo"] + PEERS_FROM_REGISTRY, "k": 4},
                            {"algo": "rspo_pass", "k": 8, "k_schedule": "linear"}],
                   "benchmarks": ["aime24"]},
         "main_7b": {"model": "big7b", "n": 8, "reward": "pass", "seed": 0,
@@ -40,8 +50,10 @@ CONFIG = {
 
 
 def cell_path(model, algo, k, n, reward, seed, sched="constant"):
-    kk = f"{k}" if sched == "constant" else f"{k}-{sched}"
-    return f"model~{model}/algo~{algo}/k~{kk}/n~{n}/reward~{reward}/seed~{seed}"
+    """The cell's path in the one cell grammar (rspo_core.cells)."""
+    from rspo_core.cells import Cell
+
+    return Cell(model=model, algo=algo, k=k, n=n, reward=reward, seed=seed, k_schedule=sched).path
 
 
 def _beta_params(algo: str, k: int, model: str) -> tuple[float, float]:
@@ -50,7 +62,7 @@ def _beta_params(algo: str, k: int, model: str) -> tuple[float, float]:
     a, b = 0.6, 1.6
     if algo in ("pg", "grpo"):
         a, b = 0.9, 1.2
-    elif algo in ("rspo_pass", "rspo_max", "pkpo_sloo"):
+    elif algo in ("rspo_pass", "rspo_max", "pkpo_sloo", "maxpo"):
         a, b = 0.9 - 0.08 * np.log2(k), 1.2 - 0.12 * np.log2(k)
     elif algo == "baseline":
         a, b = 0.85 - 0.1 * np.log2(k), 1.3 + 0.15 * np.log2(k)
@@ -103,11 +115,11 @@ def write_cell(root: Path, cell: dict, benches, *, steps=30, train=True) -> None
 
 def all_fixture_cells(config: dict, *, drop: set[str] = frozenset()) -> list[tuple[dict, list[str]]]:
     """(cell dict, benchmarks) for every cell of the config's families (base cells included), minus `drop` paths."""
-    from analysis.figures._common import _load_cells_lib, _uses_k
+    from analysis.manifest import registry_uses_k
+    from rspo_core import cells as lib
 
-    lib = _load_cells_lib()
     fams = config["families"]
-    per = lib.family_cells(fams, uses_k=_uses_k)
+    per = lib.family_cells(fams, uses_k=registry_uses_k)
     extra = config.get("contamination", {}).get("benchmarks", [])
     out: dict[str, tuple[dict, set]] = {}
     for name, cells in per.items():
@@ -122,11 +134,16 @@ def all_fixture_cells(config: dict, *, drop: set[str] = frozenset()) -> list[tup
 
 
 def make_results(root: Path, config: dict = CONFIG, *, drop: set[str] = frozenset()) -> Path:
-    """Write the synthetic results tree for every cell of `config` (minus `drop`) and the config YAML; return root."""
+    """Write the synthetic results tree for every cell of `config` (minus `drop`), the config YAML and the cell
+    manifest cells.json (as the workflow's effective_config rule writes it); return root."""
+    from analysis.manifest import manifest_for_config, write_manifest
+
     root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
     for cell, benches in all_fixture_cells(config, drop=drop):
         write_cell(root, cell, benches)
     (root / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    write_manifest(manifest_for_config(config), root / "cells.json")
     return root
 
 

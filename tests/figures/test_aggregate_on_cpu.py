@@ -1,4 +1,4 @@
-"""analysis.aggregate: cell parsing, tidy tables, seed means, summaries."""
+"""analysis.aggregate (cell columns, tidy tables, summaries) and analysis.stats (seed means)."""
 
 from __future__ import annotations
 
@@ -8,24 +8,25 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.aggregate import aggregate, cell_path, main, parse_cell, read_metrics, seed_mean, summary_table
+from analysis.aggregate import aggregate, cell_columns, main, read_metrics, summary_table
+from analysis.stats import seed_mean
+from rspo_core.cells import parse_cell
 
 
-def test_parse_cell_round_trip():
-    c = parse_cell("model~tiny/algo~rspo_pass/k~4/n~16/reward~pass/seed~2")
+def test_cell_columns_round_trip():
+    c = cell_columns("model~tiny/algo~rspo_pass/k~4/n~16/reward~pass/seed~2")
     assert c == {"cell": "model~tiny/algo~rspo_pass/k~4/n~16/reward~pass/seed~2", "model": "tiny",
                  "algo": "rspo_pass", "train_k": 4, "k_schedule": "constant", "n": 16, "reward": "pass", "seed": 2}
-    s = parse_cell("model~m/algo~rspo_pass/k~8-linear/n~8/reward~max/seed~0")
+    s = cell_columns("model~m/algo~rspo_pass/k~8-linear/n~8/reward~max/seed~0")
     assert (s["train_k"], s["k_schedule"], s["reward"]) == (8, "linear", "max")
-    keys = ("model", "algo", "train_k", "n", "reward", "seed", "k_schedule")
-    assert cell_path(**{k: s[k] for k in keys}) == s["cell"]
+    assert parse_cell(s["cell"]).path == s["cell"]  # the one grammar formats what it parses
 
 
 @pytest.mark.parametrize("bad", ["model~m/algo~a/k~x/n~8/reward~pass/seed~0", "algo~a/k~1/n~8/reward~pass/seed~0",
                                  "model~m/algo~a/k~1/n~8/reward~pass"])
-def test_parse_cell_rejects(bad):
-    with pytest.raises(ValueError, match="does not match"):
-        parse_cell(bad)
+def test_cell_columns_rejects(bad):
+    with pytest.raises(ValueError, match="not a cell path"):
+        cell_columns(bad)
 
 
 def test_aggregate_tables(synthetic_results):

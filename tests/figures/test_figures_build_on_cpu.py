@@ -39,7 +39,7 @@ def test_complete_fixture_has_no_missing_cells(built):
     for name in TABLE_FIGS:
         assert sidecars[name]["missing_cells"] == [], name
         assert sidecars[name]["cells_used"], name
-        assert sidecars[name]["source"].startswith("config family"), name
+        assert sidecars[name]["source"].startswith("manifest family"), name
 
 
 def test_table_figures_plot_what_the_tables_say(built, synthetic_results):
@@ -72,7 +72,7 @@ def test_missing_cells_are_listed_and_figures_still_build(tmp_path):
                                               "model~big7b/algo~rspo_pass/k~4/n~8/reward~pass/seed~0",
                                               "model~big7b/algo~base/k~1/n~1/reward~pass/seed~0"})
     aggregate(root / "eval", root / "train", root / "tables")
-    ctx = FigureContext(out_dir=tmp_path / "f", tables_dir=root / "tables", config_path=root / "config.yaml",
+    ctx = FigureContext(out_dir=tmp_path / "f", tables_dir=root / "tables", cells_path=root / "cells.json",
                         png_dpi=40)
     main = run_figure("fig06_passk_main", ctx)
     assert main["missing_cells"] == [f"{gone} [aime24]", f"{gone} [math500]"]
@@ -85,20 +85,37 @@ def test_missing_cells_are_listed_and_figures_still_build(tmp_path):
     assert CONFIG["families"]["main"]["seed"] == [0, 1]
 
 
-def test_no_tables_no_config(tmp_path):
-    """Empty tables (nothing evaluated yet): every table figure is a placeholder that claims nothing."""
+def test_no_tables_no_manifest(tmp_path, synthetic_results):
+    """Empty tables (nothing evaluated yet): every table figure is a placeholder that claims nothing; without the
+    manifest nothing is guessed from the tables."""
     (tmp_path / "t").mkdir()
     side = run_figure("fig06_passk_main", FigureContext(out_dir=tmp_path / "f", tables_dir=tmp_path / "t",
                                                         png_dpi=40))
-    assert side["values"] == [] and side["cells_used"] == [] and side["source"].startswith("table columns")
+    assert side["values"] == [] and side["cells_used"] == [] and side["source"].startswith("no cell manifest")
     assert side["inputs"][str(tmp_path / "t/passk.csv")] == {"missing": True}
+    full = FigureContext(out_dir=tmp_path / "g", tables_dir=synthetic_results / "tables", png_dpi=40)
+    side = run_figure("fig06_passk_main", full)  # full tables, no manifest: still nothing drawn
+    assert side["values"] == [] and side["cells_used"] == [] and side["source"].startswith("no cell manifest")
+    empty = FigureContext(out_dir=tmp_path / "h", tables_dir=tmp_path / "t", png_dpi=40,
+                          cells_path=synthetic_results / "cells.json")
+    side = run_figure("fig06_passk_main", empty)  # manifest, no rows: every expected cell is missing
+    assert side["values"] == [] and len(side["missing_cells"]) == 15 * 2  # base, pg x 2 seeds, (baseline, rspo_pass)
+    # x k in {2, 4, 8} x 2 seeds: 15 cells, on 2 benchmarks
 
 
 def test_cli_only_and_errors(synthetic_results, tmp_path):
     assert figures_main(["--tables", str(synthetic_results / "tables"), "--out", str(tmp_path),
-                         "--config", str(synthetic_results / "config.yaml"), "--only", "fig12_grpo"]) == 0
+                         "--cells", str(synthetic_results / "cells.json"), "--only", "fig12_grpo"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fig12_grpo.json", "fig12_grpo.pdf", "fig12_grpo.png"]
-    assert json.loads((tmp_path / "fig12_grpo.json").read_text())["source"] == "config family 'grpo'"
+    assert json.loads((tmp_path / "fig12_grpo.json").read_text())["source"] == "manifest family 'grpo'"
+    with pytest.raises(SystemExit):  # a tables figure needs the manifest too
+        figures_main(["--tables", str(synthetic_results / "tables"), "--out", str(tmp_path), "--only", "fig12_grpo"])
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"families": {"main": {"cells": ["model~m/algo~pg/k~1/n~8/reward~pass/seed~0"],
+                                                      "benchmarks": ["x"]}}, "version": 2}))
+    with pytest.raises(SystemExit):  # cells as bare paths (the old layout): one line, before any figure
+        figures_main(["--tables", str(synthetic_results / "tables"), "--out", str(tmp_path), "--cells", str(bad),
+                      "--only", "fig12_grpo"])
     with pytest.raises(SystemExit):
         figures_main(["--out", str(tmp_path), "--only", "fig99_nope"])
     with pytest.raises(SystemExit):
@@ -141,20 +158,20 @@ def test_bandit_figures_without_json(tmp_path):
     assert side["inputs"] == {str(tmp_path / "absent.json"): {"missing": True}}
 
 
-def test_config_without_the_family_draws_nothing(synthetic_results, tmp_path):
-    """A config that does not plan an experiment gets a placeholder, not cells guessed from the tables."""
-    import yaml
-
+def test_manifest_without_the_family_draws_nothing(synthetic_results, tmp_path):
+    """A manifest that does not plan an experiment gets a placeholder, not cells guessed from the tables."""
     from fig_fixtures import CONFIG
 
-    cfg = tmp_path / "config.yaml"
-    cfg.write_text(yaml.safe_dump({"families": {"main": CONFIG["families"]["main"]}}))
-    ctx = FigureContext(out_dir=tmp_path / "f", tables_dir=synthetic_results / "tables", config_path=cfg, png_dpi=40)
+    from analysis.manifest import manifest_for_config, write_manifest
+
+    cells = write_manifest(manifest_for_config({"families": {"main": CONFIG["families"]["main"]}}),
+                           tmp_path / "cells.json")
+    ctx = FigureContext(out_dir=tmp_path / "f", tables_dir=synthetic_results / "tables", cells_path=cells, png_dpi=40)
     side = run_figure("fig08_nscale", ctx)
-    assert side["source"] == "the config defines no family n_scaling / nscale"
+    assert side["source"] == "the manifest has no family n_scaling / nscale"
     assert side["cells_used"] == [] and side["values"] == []
     ent = run_figure("fig07_entropy", ctx)
-    assert ent["source"] == "config family 'main'" and ent["missing_cells"] == []
+    assert ent["source"] == "manifest family 'main'" and ent["missing_cells"] == []
 
 
 def test_every_sidecar_names_its_inputs(built, synthetic_results, bandit_json):
@@ -168,5 +185,25 @@ def test_every_sidecar_names_its_inputs(built, synthetic_results, bandit_json):
             assert table in inputs and len(inputs[table]["sha256"]) == 64, name
         if spec["needs"] == "bandit":
             assert str(bandit_json) in inputs, name
-        if spec["needs"] != "analytic":
-            assert str(synthetic_results / "config.yaml") in inputs or spec["needs"] == "bandit", name
+        if spec["needs"] == "tables":
+            assert len(inputs[str(synthetic_results / "cells.json")]["sha256"]) == 64, name
+
+
+def test_registry_estimators_are_drawn(built, bandit_json):
+    """Issue 14: fig14 draws every estimator the policy lab reports (the registry's applicable ones), MaxPO and PKPO
+    s-loo among them when the registry has them; fig13 draws every peer of the manifest's peers family."""
+    from fig_fixtures import PEERS_FROM_REGISTRY
+
+    from rspo_patch.estimators import ESTIMATORS
+
+    _, sidecars = built
+    lab = json.loads(bandit_json.read_text())["estimator_variance"]
+    drawn = set(sidecars["fig14_estimator_variance"]["values"])
+    assert drawn == {f"{key}/{name}" for key in ("binary", "graded")
+                     for name, row in lab[key]["estimators"].items() if row["n"]}
+    for name in [n for n in ("maxpo", "pkpo_sloo") if n in ESTIMATORS]:
+        assert f"graded/{name}" in drawn and f"binary/{name}" in drawn, name
+    peers = {x["algo"] for x in sidecars["fig13_peers_matched_k"]["values"]}
+    assert {"rspo_pass", "pkpo_sloo", *PEERS_FROM_REGISTRY} <= peers
+    assert "maxpo" in PEERS_FROM_REGISTRY or "maxpo" not in ESTIMATORS
+    assert len({style_for(a, 4)["color"] for a in peers}) == len(peers)  # each method its own colour

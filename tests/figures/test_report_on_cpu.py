@@ -25,6 +25,10 @@ def test_report_contains_every_figure_and_table(built, synthetic_results, tmp_pa
     assert "pass@4" in page and "<table" in page
     assert "src=\"http" not in page and "<script" not in page  # self-contained
     assert "0 with missing cells" in page
+    assert page.index('id="claims"') < page.index("<h2>Figures</h2>")  # the verdicts first
+    for i in range(1, 11):
+        assert f"<td>C{i}</td>" in page
+    assert "gaps.csv" not in page  # the complete fixture has no gaps
 
 
 def test_report_lists_missing_cells_and_unbuilt_figures(tmp_path):
@@ -38,4 +42,4 @@ def test_report_lists_missing_cells_and_unbuilt_figures(tmp_path):
     page = render(figs, tmp_path / "no_tables")
     assert "1 missing cell(s)" in page and "model~m/algo~pg/k~1/n~8/reward~pass/seed~0 [aime24]" in page
     assert page.count("not built") == len(FIGURES) - 1
-    assert "no tables found" in page
+    assert "no tables found" in page and "no claims.csv" in page

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from analysis import generate as G
-from analysis.prompts import format_prompt
+from rspo_core import sampler as S
+from rspo_core.prompts import format_prompt
 
 KEYS = {"benchmark", "problem_id", "sample_idx", "prompt", "output", "finish_reason", "num_tokens", "model",
         "gen_config"}
@@ -32,16 +33,16 @@ def by_key(rows: list[dict]) -> dict[tuple[str, int], dict]:
 
 def test_problem_seed_is_sha256_of_base_seed_and_id():
     expected = int.from_bytes(hashlib.sha256(b"7:aime24-3").digest()[:8], "big") >> 1
-    assert G.problem_seed(7, "aime24-3") == expected
-    seeds = {G.problem_seed(s, f"p{i}") for s in range(3) for i in range(50)}
+    assert S.problem_seed(7, "aime24-3") == expected
+    seeds = {S.problem_seed(s, f"p{i}") for s in range(3) for i in range(50)}
     assert len(seeds) == 150 and all(0 <= s < 2**63 for s in seeds)
-    assert G.sample_seed(2**63 - 1, 1) == 0  # wraps like an unsigned 63-bit counter
+    assert S.sample_seed(2**63 - 1, 1) == 0  # wraps like an unsigned 63-bit counter
 
 
 def test_split_at_stop():
-    assert G.split_at_stop([5, 6, 2, 7, 2], {2}) == ([5, 6], "stop", 3)
-    assert G.split_at_stop([5, 6, 7], {2, 9}) == ([5, 6, 7], "length", 3)
-    assert G.split_at_stop([9], {2, 9}) == ([], "stop", 1)
+    assert S.split_at_stop([5, 6, 2, 7, 2], {2}) == ([5, 6], "stop", 3)
+    assert S.split_at_stop([5, 6, 7], {2, 9}) == ([5, 6, 7], "length", 3)
+    assert S.split_at_stop([9], {2, 9}) == ([], "stop", 1)
 
 
 def test_inverse_cdf_sampler_matches_softmax_of_processed_scores():
@@ -49,7 +50,7 @@ def test_inverse_cdf_sampler_matches_softmax_of_processed_scores():
     torch.manual_seed(0)
     scores = torch.tensor([[1.0, 0.0, -1.0, 2.0, float("-inf")]]).repeat(40_000, 1)
     uniforms = torch.rand(40_000, 1, dtype=torch.float64)
-    out = G.InverseCDFSampler(uniforms, prompt_len=3)(torch.zeros(40_000, 3, dtype=torch.long), scores)
+    out = S.InverseCDFSampler(uniforms, prompt_len=3)(torch.zeros(40_000, 3, dtype=torch.long), scores)
     assert out.shape == scores.shape and bool((out.max(dim=1).values == 0).all())
     chosen = out.argmax(dim=1)
     freq = torch.bincount(chosen, minlength=5).double() / 40_000
@@ -66,7 +67,7 @@ def test_resolve_template_and_stop_ids(tiny_model):
     tok.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
     assert G.resolve_template("auto", tok) == "chat"
     assert G.resolve_template("plain", tok) == "plain"
-    assert G.stop_token_ids(tok, [2, 3]) == [2, 3]
+    assert S.stop_token_ids(tok, [2, 3]) == [2, 3]
 
 
 @pytest.mark.parametrize("kwargs, bad", [
@@ -169,24 +170,30 @@ def test_greedy_samples_are_identical(reference, tiny_model, tmp_path):
         assert len({r["output"] for r in rows if r["problem_id"] == pid}) == 1
 
 
-def test_resume_after_kill(reference, tiny_model, tmp_path, caplog):
-    data, out, _ = reference
+def test_partial_file_is_repaired_after_a_kill(reference, tmp_path, caplog):
+    """A kill can leave half a line and an incomplete problem in the partial file: both are dropped, complete problems
+    are kept; a row with another gen_config is refused instead of mixing two configurations."""
+    _, out, _ = reference
     lines = out.read_text(encoding="utf-8").splitlines(keepends=True)
+    gen_config = json.loads(lines[0])["gen_config"]
     # problems p0, p1 complete; p2 has 2 of its 4 lines; the kill cut the 3rd line in half
-    killed = tmp_path / "killed.jsonl"
+    killed = tmp_path / "samples.jsonl.partial"
     killed.write_text("".join(lines[:10]) + lines[10][: len(lines[10]) // 2], encoding="utf-8")
-    kept_prefix = "".join(lines[:8])
-    assert G.generate(tiny_model, data, killed, n=4, batch_size=64, **SMALL) == 20
-    text = killed.read_text(encoding="utf-8")
-    assert text.startswith(kept_prefix)  # done problems were kept, not regenerated
-    assert by_key(read(killed)) == by_key(read(out))
+    assert G.load_done(killed, 4, gen_config) == {"p0": 4, "p1": 4}
+    assert killed.read_text(encoding="utf-8") == "".join(lines[:8])
     assert "dropping" in caplog.text
-    # a finished file is left alone
-    assert G.generate(tiny_model, data, killed, n=4, batch_size=64, **SMALL) == 20
-    assert killed.read_text(encoding="utf-8") == text
-    # resuming with another configuration is refused instead of mixing two configurations
     with pytest.raises(ValueError, match="gen_config"):
-        G.generate(tiny_model, data, killed, n=4, **{**SMALL, "temperature": 1.0})
+        G.load_done(killed, 4, {**gen_config, "temperature": 1.0})
+
+
+def test_out_appears_only_complete_and_a_rerun_regenerates_it(reference, tiny_model, tmp_path):
+    data, out, _ = reference
+    again = tmp_path / "again.jsonl"
+    assert G.generate(tiny_model, data, again, n=4, batch_size=64, **SMALL) == 20
+    assert again.read_bytes() == out.read_bytes()  # any batch size: byte-identical
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["again.jsonl"]  # no partial file or inputs record left
+    assert G.generate(tiny_model, data, again, n=4, batch_size=64, **SMALL) == 20
+    assert again.read_bytes() == out.read_bytes()
 
 
 def test_cli_auto_template(tiny_model, problems, tmp_path):
@@ -197,3 +204,12 @@ def test_cli_auto_template(tiny_model, problems, tmp_path):
     assert rc == 0 and len(rows) == 4
     assert rows[0]["gen_config"]["template"] == "qwen_math_cot"  # the char tokenizer has no chat template
     assert rows[0]["prompt"] == format_prompt("0+1", "qwen_math_cot")
+
+
+def test_check_argv_names_the_bad_flag_without_reading_paths():
+    base = ["--model", "M", "--data", "D", "--out", "O", "--benchmark", "b"]
+    G.check_argv(base + ["--n", "4", "--partial", "P"])
+    with pytest.raises(ValueError, match="temperature=-1.0"):
+        G.check_argv(base + ["--temperature", "-1"])
+    with pytest.raises(ValueError, match="unrecognized arguments: --nn"):
+        G.check_argv(base + ["--nn", "4"])

@@ -10,7 +10,7 @@ import pytest
 lm_eval = pytest.importorskip("lm_eval")
 
 TASKS_DIR = Path(__file__).resolve().parents[2] / "workflow" / "tasks"
-BENCHES = ("aime24", "amc23", "math500", "minerva", "olympiadbench", "aime25", "livemathbench")
+BENCHES = ("aime24", "amc", "amc23", "math500", "minerva", "olympiadbench", "aime25", "livemathbench")
 
 
 def test_every_benchmark_has_a_task_and_the_group_lists_them():
@@ -83,7 +83,7 @@ def test_simple_evaluate_offline(tiny_model, tmp_path):
         assert 0.0 <= value <= 1.0, (name, value)
     samples = out["samples"]["rspo_aime24_n2"]
     assert len(samples) == 2 and all(len(s["resps"][0]) == 2 for s in samples)
-    assert samples[0]["arguments"][0][0] == "0+0="  # the plain template via analysis.prompts
+    assert samples[0]["arguments"][0][0] == "0+0="  # the plain template via rspo_core.prompts
 
 
 def _load_utils():

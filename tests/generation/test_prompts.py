@@ -1,11 +1,11 @@
-"""analysis.prompts: every template renders the question, chat templates carry their own system message."""
+"""rspo_core.prompts: every template renders the question, chat templates carry their own system message."""
 
 from __future__ import annotations
 
 import pytest
 from transformers import AutoTokenizer
 
-from analysis.prompts import CHAT_TEMPLATES, SYSTEM_ANSWER, SYSTEM_COT, TEMPLATES, format_prompt
+from rspo_core.prompts import CHAT_TEMPLATES, SYSTEM_ANSWER, SYSTEM_COT, TEMPLATES, format_prompt
 
 CHATML = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
           "{% if add_generation_prompt %}<|assistant|>{% endif %}")

@@ -1,6 +1,6 @@
 """The grading table: (output, gold, fallback, finish_reason, expected, note).
 
-Every expectation was checked against math-verify 0.9.0 through analysis.verify; rows marked LENIENT/STRICT pin a
+Every expectation was checked against math-verify 0.9.0 through rspo_core.grading; rows marked LENIENT/STRICT pin a
 known quirk of math-verify (research/evaluation.md) so a version bump that changes it shows up as a test failure.
 """
 

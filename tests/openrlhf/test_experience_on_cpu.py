@@ -163,28 +163,47 @@ def test_weights_beyond_clip_range_are_counted(parse_flags, make_experiences, ma
 # --rspo.drop_zero_weight
 
 
-def test_drop_zero_weight_masks_all_but_last_token(parse_flags, make_experiences, maker_factory):
-    flags = ["--algo.advantage.estimator", "rspo_pass", "--rspo.k", "4", "--rollout.n_samples_per_prompt", str(N)]
+def _samples(experiences):
+    """[(sequence tuple, advantages tuple, loss-token count, rspo_weight)] of every response, in a canonical order."""
+    out = []
+    for exp in experiences:
+        for row in range(exp.sequences.size(0)):
+            mask = exp.action_mask[row].bool()
+            seq = exp.sequences[row][exp.attention_mask[row].bool()]
+            out.append((tuple(seq.tolist()), tuple(exp.advantages[row][mask].tolist()), int(mask.sum()),
+                        float(exp.info["rspo_weight"][row])))
+    return sorted(out)
+
+
+@pytest.mark.parametrize("ranks, train_batch", [(1, 8), (2, 8), (1, 24)])
+def test_drop_zero_weight_removes_responses_from_the_update(parse_flags, make_experiences, maker_factory, ranks,
+                                                            train_batch):
+    """Zero-weight responses leave the actor's micro-batches: every non-zero weight goes on with its advantages, the
+    count is padded up to whole --train.batch_size optimizer steps with the SHORTEST zero-weight responses (one loss
+    token, zero advantage), and every rank gets the same number of samples in the same number of experiences."""
+    flags = ["--algo.advantage.estimator", "rspo_pass", "--rspo.k", "4", "--rollout.n_samples_per_prompt", str(N),
+             "--train.batch_size", str(train_batch), "--actor.num_gpus_per_node", str(ranks)]
     rewards = _binary_rewards()
     plain = maker_factory(RSPOExperienceMaker, parse_flags(*flags)).compute_advantages_and_returns(
-        make_experiences(rewards, n=N, micro_batch=5, kl_scale=0.3))
-    dropped = maker_factory(RSPOExperienceMaker, parse_flags(*flags, "--rspo.drop_zero_weight"),
-                            kl_coef=0.05).compute_advantages_and_returns(
-        make_experiences(rewards, n=N, micro_batch=5, kl_scale=0.3))
-    n_dropped = 0
-    for a, b in zip(plain, dropped):
-        zero = b.info["rspo_weight"] == 0
-        torch.testing.assert_close(b.info["rspo_dropped"], zero.float())
-        n_dropped += int(zero.sum())
-        for row in range(len(b.index)):
-            if zero[row]:
-                assert int(b.action_mask[row].sum()) == 1  # only the last response token stays
-                last = int(a.action_mask[row].nonzero().max())
-                assert bool(b.action_mask[row, last])
-                assert torch.all(b.advantages[row] == 0) and torch.all(b.returns[row] == 0)
-            else:
-                assert torch.equal(b.action_mask[row], a.action_mask[row])
-    assert n_dropped == int((compute_weights("rspo_pass", rewards, k=4) == 0).sum())
+        make_experiences(rewards, n=N, micro_batch=5))
+    maker = maker_factory(RSPOExperienceMaker, parse_flags(*flags, "--rspo.drop_zero_weight"))
+    dropped = maker.compute_advantages_and_returns(make_experiences(rewards, n=N, micro_batch=5))
+
+    weights = compute_weights("rspo_pass", rewards, k=4).reshape(-1)
+    nonzero = int((weights != 0).sum())
+    expected_count = max(train_batch, -(-nonzero // train_batch) * train_batch)
+    all_plain, all_kept = _samples(plain), _samples(dropped)
+    assert len(all_kept) == expected_count < P * N or train_batch == P * N
+    assert [s for s in all_plain if s[3] != 0] == [s for s in all_kept if s[3] != 0]  # same responses, advantages
+    pads = [s for s in all_kept if s[3] == 0]
+    assert all(tokens == 1 and adv == (0.0,) for _, adv, tokens, _ in pads)
+    zero_lengths = sorted(len(seq) for seq, _, _, w in all_plain if w == 0)
+    assert sorted(len(seq) for seq, *_ in pads) == zero_lengths[:len(pads)]  # the shortest ones
+    sizes = [exp.sequences.size(0) for exp in dropped]
+    assert len(set(sizes)) == 1 and len(dropped) % ranks == 0  # async_run_method_batch: equal chunks per rank
+    stats = maker.take_full_rollout()[1]
+    assert stats["rollout/rspo_dropped_fraction"] == pytest.approx(1 - expected_count / (P * N))
+    assert stats["rollout/rspo_zero_weight_fraction"] == pytest.approx(1 - nonzero / (P * N))
 
 
 def test_token_mean_policy_loss_gradient_is_the_weighted_log_likelihood(parse_flags, make_experiences,
@@ -194,7 +213,8 @@ def test_token_mean_policy_loss_gradient_is_the_weighted_log_likelihood(parse_fl
 
     rewards = _binary_rewards()
     for drop in (False, True):
-        flags = ["--algo.advantage.estimator", "rspo_pass", "--rspo.k", "4", "--rollout.n_samples_per_prompt", str(N)]
+        flags = ["--algo.advantage.estimator", "rspo_pass", "--rspo.k", "4", "--rollout.n_samples_per_prompt", str(N),
+                 "--rollout.micro_batch_size", str(P * N)]  # one batch: train.batch_size = P * N, nothing removed
         args = parse_flags(*flags, *(["--rspo.drop_zero_weight"] if drop else []))
         out = maker_factory(RSPOExperienceMaker, args).compute_advantages_and_returns(
             make_experiences(rewards, n=N, micro_batch=P * N))
@@ -351,7 +371,7 @@ def test_dropping_every_response_keeps_the_loss_finite(parse_flags, make_experie
     from openrlhf.utils.loss_utils import get_loss_batch_info
 
     args = parse_flags("--algo.advantage.estimator", "rspo_pass", "--rspo.k", "4", "--rollout.n_samples_per_prompt",
-                       str(N), "--rspo.drop_zero_weight")
+                       str(N), "--rspo.drop_zero_weight", "--rollout.micro_batch_size", str(P * N))
     (exp,) = maker_factory(RSPOExperienceMaker, args).compute_advantages_and_returns(
         make_experiences(torch.zeros(P, N), n=N, micro_batch=P * N))
     assert exp.info["rspo_dropped"].sum() == P * N
@@ -364,3 +384,45 @@ def test_dropping_every_response_keeps_the_loss_finite(parse_flags, make_experie
         assert bool(torch.isfinite(loss)) is finite
         if finite:
             assert loss.item() == 0.0 and torch.all(log_probs.grad == 0)
+
+
+# ------------------------------------------------------------------------- the engine's finish reason (item 4)
+
+
+@pytest.mark.parametrize("kind", ["pass", "max"])
+def test_rewards_use_the_engines_finish_reason_and_token_count(parse_flags, make_experiences, maker_factory,
+                                                               monkeypatch, kind):
+    """A response vLLM cut at max_new_tokens (finish_reason "length" -> Experience.truncated) is graded as evaluation
+    grades it (rspo_core.grading: wrong), however right its text looks to reward_func; the max reward's length is the
+    engine's token count (Experience.response_length), not a re-tokenisation."""
+    from rspo_core import grading as verify
+
+    monkeypatch.setenv("RSPO_REWARD", kind)
+    monkeypatch.setenv("RSPO_MAX_NEW_TOKENS", "8")
+    name = "rspo_pass" if kind == "pass" else "rspo_max"
+    args = parse_flags("--algo.advantage.estimator", name, "--rspo.k", "2", "--rollout.n_samples_per_prompt", str(N),
+                       "--rollout.max_new_tokens", "8")
+    text_verdict = torch.tensor([1.0, 1, 0, 1, 1, 1, 0, 0] * P)  # reward_func's verdict on each text
+    truncated = torch.tensor([0, 1, 0, 0, 1, 0, 1, 0] * P, dtype=torch.bool)  # the engine's finish_reason
+    lengths = torch.tensor([3, 8, 5, 2, 8, 7, 8, 4] * P)
+    experiences = make_experiences(text_verdict, n=N, micro_batch=5)
+    for exp in experiences:  # what SamplesGenerator builds from the engine output and reward_func's extra_logs
+        exp.truncated = truncated[exp.index]
+        exp.response_length = lengths[exp.index].float()
+        exp.info["rspo_correct"] = text_verdict[exp.index].clone()
+    maker = maker_factory(RSPOExperienceMaker, args)
+    out = maker.compute_advantages_and_returns(experiences)
+
+    # evaluation's verdict: the same right answer is wrong when the engine says the sample was truncated
+    right = "so the answer is \\boxed{4}"
+    eval_correct = torch.tensor([float(bool(c) and verify.grade(right, "4", finish_reason="length" if t else "stop"))
+                                 for c, t in zip(text_verdict.tolist(), truncated.tolist())])
+    if kind == "pass":
+        expected_rewards = eval_correct
+    else:  # paper §5.5: 1 - 0.5 * L / max_new_tokens for a correct response
+        expected_rewards = eval_correct * (1 - 0.5 * lengths.float() / 8)
+    got = _by_index(out, lambda exp, row: float(exp.info["reward"][row]))
+    torch.testing.assert_close(torch.tensor([got[j] for j in range(N * P)]), expected_rewards)
+    weights = _by_index(out, lambda exp, row: float(exp.info["rspo_weight"][row]))
+    expected_w = compute_weights(name, expected_rewards.reshape(P, N), k=2).reshape(-1)
+    torch.testing.assert_close(torch.tensor([weights[j] for j in range(N * P)]), expected_w)

@@ -107,6 +107,10 @@ def test_ray_init_kwargs(parse_flags, tmp_path):
     env = runtime_env["env_vars"]
     assert env["RSPO_REWARD"] == "max" and env["RSPO_MAX_NEW_TOKENS"] == "512"
     assert env["RSPO_TOKENIZER"] == "dummy-model" and env["NCCL_DEBUG"] == "WARN"
+    assert "RSPO_GRADE_FALLBACK" not in env and "RSPO_GRADE_TIMEOUT" not in env  # unset: the grader's defaults
+    graded = launch.ray_init_kwargs(ns, environ={"RSPO_GRADE_FALLBACK": "last_number", "RSPO_GRADE_TIMEOUT": "2.5"})
+    assert graded["runtime_env"]["env_vars"]["RSPO_GRADE_FALLBACK"] == "last_number"  # the train rule's grader block
+    assert graded["runtime_env"]["env_vars"]["RSPO_GRADE_TIMEOUT"] == "2.5"
 
     sync = parse_flags("--algo.advantage.estimator", "rspo_pass", "--rspo.k", "2", "--rollout.n_samples_per_prompt",
                        "8", hierarchical=False)
@@ -155,7 +159,7 @@ def test_warnings_for_settings_that_change_the_estimator(parse_flags):
 
 
 def test_template_flag_renders_the_evaluation_prompt(parse_flags):
-    from analysis.prompts import format_prompt
+    from rspo_core.prompts import format_prompt
 
     ns = parse_flags("--algo.advantage.estimator", "rspo_pass", "--rspo.k", "4", "--rollout.n_samples_per_prompt",
                      "8", "--rspo.template", "qwen_math_cot", hierarchical=False)
@@ -176,7 +180,7 @@ def test_chat_templates_keep_our_system_message(tmp_path, name):
     from transformers import PreTrainedTokenizerFast
     from tokenizers import Tokenizer, models
 
-    from analysis.prompts import CHAT_TEMPLATES, format_prompt
+    from rspo_core.prompts import CHAT_TEMPLATES, format_prompt
 
     tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"<unk>": 0}, unk_token="<unk>")))
     tok.chat_template = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"

@@ -7,6 +7,7 @@ import json
 import shutil
 import sys
 import tempfile
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -86,7 +87,9 @@ def _check_launcher_main(args):
     from rspo_patch.openrlhf import launch
     from rspo_patch.openrlhf.trainer import RSPOPPOTrainer, STOCK_PPO_TRAINER, uninstall_trainer
 
-    flags = [*RAY_FLAGS, "--actor.model_name_or_path", args.actor.model_name_or_path, "--train.partial_rollout_enable"]
+    flags = [*RAY_FLAGS, "--actor.model_name_or_path", args.actor.model_name_or_path, "--train.partial_rollout_enable",
+             "--data.prompt_dataset", args.data.prompt_dataset, "--ckpt.path",
+             str(Path(args.data.prompt_dataset).parent / "ckpt")]
     try:
         with pytest.raises(AssertionError, match="partial_rollout_enable requires"):
             launch.main(flags)
@@ -114,6 +117,7 @@ def test_async_hook_patches_lazily_on_import(parse_flags, make_experiences):
         assert module is not saved
         assert module.RemoteExperienceMaker is RSPOExperienceMaker
         assert module.BasePPOTrainer.train_step._rspo_wrapped
+        assert module.SamplesGenerator.__init__._rspo_wrapped  # stop tokens in the async rollout actor
         hooks.setup()  # idempotent on an already imported module
         assert module.BasePPOTrainer.train_step.__wrapped__.__module__ == name
 
@@ -127,6 +131,9 @@ def test_async_hook_patches_lazily_on_import(parse_flags, make_experiences):
         torch.testing.assert_close(_weights_by_index(out), compute_weights("rspo_max", rewards, k=3).reshape(-1))
     finally:
         hooks.teardown()
+        generator_cls = sys.modules["openrlhf.trainer.ppo_utils.samples_generator"].SamplesGenerator
+        if getattr(generator_cls.__init__, "_rspo_wrapped", False):
+            generator_cls.__init__ = generator_cls.__init__.__wrapped__
         sys.modules[name] = saved
         trainer_pkg.ppo_trainer = saved
 

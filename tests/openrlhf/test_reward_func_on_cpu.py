@@ -22,7 +22,7 @@ WRONG = "I think it is \\boxed{41}."
 def _executor(monkeypatch, **env):
     from openrlhf.utils.agent import SingleTurnAgentExecutor
 
-    for key in ("RSPO_REWARD", "RSPO_MAX_NEW_TOKENS", "RSPO_TOKENIZER", "RSPO_GRADE_FALLBACK"):
+    for key in ("RSPO_REWARD", "RSPO_MAX_NEW_TOKENS", "RSPO_TOKENIZER", "RSPO_GRADE_FALLBACK", "RSPO_GRADE_TIMEOUT"):
         monkeypatch.delenv(key, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -63,6 +63,21 @@ def test_max_reward_with_character_proxy(monkeypatch):
     assert _call(executor, WRONG, "42")["reward"] == 0.0
 
 
+def test_grader_block_reaches_the_reward_through_the_environment(monkeypatch):
+    """The train rule exports the config's grader block as RSPO_GRADE_FALLBACK / RSPO_GRADE_TIMEOUT: the fallback
+    decides a bare-number answer, as the verify rule does with --fallback (the launcher forwards both to Ray:
+    test_launch_on_cpu.test_ray_init_kwargs)."""
+    bare = "6*7 is 42"
+    assert _call(_executor(monkeypatch), bare, "42")["reward"] == 0.0
+    assert _call(_executor(monkeypatch, RSPO_GRADE_FALLBACK="none"), bare, "42")["reward"] == 0.0
+    fb = _executor(monkeypatch, RSPO_GRADE_FALLBACK="last_number", RSPO_GRADE_TIMEOUT="2.5")
+    assert _call(fb, bare, "42")["reward"] == 1.0
+    with pytest.raises(ValueError, match="RSPO_GRADE_FALLBACK"):
+        _executor(monkeypatch, RSPO_GRADE_FALLBACK="first_number")
+    with pytest.raises(ValueError, match="RSPO_GRADE_TIMEOUT"):
+        _executor(monkeypatch, RSPO_GRADE_TIMEOUT="0")
+
+
 def test_max_reward_needs_max_new_tokens(monkeypatch):
     with pytest.raises(ValueError, match="RSPO_MAX_NEW_TOKENS"):
         _executor(monkeypatch, RSPO_REWARD="max")
@@ -83,13 +98,13 @@ def test_extract_response():
 
 
 def test_symbolic_answer_graded_from_reward_thread(monkeypatch):
-    """A pair that needs math-verify, from OpenRLHF's worker thread (analysis.verify's isolated grading path)."""
+    """A pair that needs math-verify, from OpenRLHF's worker thread (rspo_core.grading's isolated grading path)."""
     executor = _executor(monkeypatch)
     result = _call(executor, "So $x = \\boxed{\\frac{1}{2}}$.", "0.5")
     assert result["reward"] == 1.0 and result["rspo_grade_error"] == 0.0 and result["rspo_grade_timeout"] == 0.0
 
 
-def test_max_reward_with_tokenizer_and_truncation(monkeypatch, tmp_path):
+def test_max_reward_with_tokenizer(monkeypatch, tmp_path):
     from rspo_patch.charlm import build_char_tokenizer
 
     build_char_tokenizer().save_pretrained(tmp_path / "tok")
@@ -100,9 +115,10 @@ def test_max_reward_with_tokenizer_and_truncation(monkeypatch, tmp_path):
     tokens = right["rspo_num_tokens"]
     assert 0 < tokens <= len(short)
     assert right["reward"] == pytest.approx(1 - 0.5 * tokens / 64)
-    # a response that used the whole budget is truncated: graded wrong, as in evaluation
+    # truncation is not guessed from a re-encoded count: the text's verdict stands here, and the engine's
+    # finish_reason is applied by RSPOExperienceMaker.apply_engine_verdicts (test_experience_on_cpu.py)
     long = "x" * 80 + "\\boxed{42}"
-    assert _call(executor, long, "42")["reward"] == 0.0
+    assert _call(executor, long, "42")["rspo_correct"] == 1.0
 
 
 def test_concurrent_calls_from_reward_threads(monkeypatch, tmp_path):

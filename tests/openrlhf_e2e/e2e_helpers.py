@@ -27,7 +27,7 @@ SKIP_WITHOUT_STACK = pytest.mark.skipif(bool(_MISSING), reason=f"OpenRLHF CPU ti
 def shim_env(**extra: str) -> dict:
     """Environment of every subprocess of the tier: the CPU shim first on PYTHONPATH (its sitecustomize runs in every
     Python process started below, Ray workers and vLLM's engine included), offline, vLLM on both cores with a
-    bounded KV cache, and the answer fallback the micro config evaluates with also for the training reward."""
+    bounded KV cache."""
     env = dict(os.environ)
     env.update({
         "RSPO_CPU_SHIM": "1",
@@ -35,7 +35,6 @@ def shim_env(**extra: str) -> dict:
         "HF_HUB_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
         "VLLM_CPU_KVCACHE_SPACE": "1",
-        "RSPO_GRADE_FALLBACK": "last_number",
         "PYTHONDONTWRITEBYTECODE": "1",
     })
     env.update(extra)

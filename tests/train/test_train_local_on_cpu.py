@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
 
 import pytest
 import torch
 
 from rspo_patch import train_local
-from rspo_patch.charlm import build_char_tokenizer, sample_responses, sequence_logprobs
+from rspo_core.sampler import SamplingConfig, row_seeds, sample
+from rspo_patch.charlm import build_char_tokenizer, sequence_logprobs
 from rspo_patch.pretrain import pretrain
 
 SMALL = dict(hidden=32, layers=2, heads=2, intermediate=64)
@@ -151,6 +153,7 @@ def test_all_zero_weights_skip_backward_and_leave_weights_untouched(base_model, 
     (["--k-schedule", "wiggle", "--k", "2"], "schedule"),
     (["--estimator", "grpo", "--estimator-hp", "bogus=1"], "bogus"),
     (["--fallback", "first_word"], "first_word"),
+    (["--grade-timeout", "0"], "--grade-timeout"),
 ])
 def test_bad_arguments_fail_before_any_work(base_model, data, tmp_path, extra, match):
     model, _ = base_model
@@ -164,12 +167,72 @@ def test_missing_model_dir_is_a_value_error(data, tmp_path):
         train_local.train(_rl_args(tmp_path / "nowhere", data, tmp_path / "o", "--steps", "1"))
 
 
-def test_resume_with_different_settings_is_refused(base_model, data, tmp_path):
+def _log_steps(out):
+    return [json.loads(x)["step"] for x in open(out / "train_log.jsonl")]
+
+
+def test_resume_with_different_settings_starts_fresh(base_model, data, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="rspo_patch.train_local")
     model, _ = base_model
     out = tmp_path / "r"
     train_local.train(_rl_args(model, data, out, "--estimator", "pg", "--steps", "1"))
-    with pytest.raises(ValueError, match="estimator"):
-        train_local.train(_rl_args(model, data, out, "--estimator", "grpo", "--steps", "2"))
+    caplog.clear()
+    train_local.train(_rl_args(model, data, out, "--estimator", "grpo", "--steps", "2"))
+    assert "setting 'estimator' is 'grpo' but the checkpoint used 'pg'" in caplog.text
+    assert "resumed from" not in caplog.text and _log_steps(out) == [1, 2]
+
+
+def _perturbed_copy(src, dst):
+    """A copy of the HF model folder ``src`` at ``dst`` with every weight scaled by 1.01 (same files, new content)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    m = AutoModelForCausalLM.from_pretrained(src)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.mul_(1.01)
+    m.save_pretrained(dst)
+    AutoTokenizer.from_pretrained(src).save_pretrained(dst)
+
+
+def test_checkpoint_is_tied_to_model_and_data_content_not_paths(base_model, data, tmp_path, caplog):
+    """Issue 13.1: new weights behind the same --model path (a re-pre-trained base model) must not resume the old
+    run's checkpoint; the run starts fresh and equals an uninterrupted run on the new weights. Same for the data file.
+    A moved but identical model folder resumes."""
+    import shutil
+
+    caplog.set_level(logging.INFO, logger="rspo_patch.train_local")
+    model, _ = base_model
+    common = ["--estimator", "rspo_pass", "--k", "2", "--ckpt-every", "1"]
+    base = tmp_path / "base"
+    shutil.copytree(model, base)
+    out = tmp_path / "run"
+    train_local.train(_rl_args(base, data, out, *common, "--steps", "2"))
+    shutil.rmtree(base)
+    _perturbed_copy(model, base)  # same path, other weights
+    caplog.clear()
+    train_local.train(_rl_args(base, data, out, *common, "--steps", "3"))
+    assert "model_sha256 changed" in caplog.text and "resumed from" not in caplog.text
+    fresh = tmp_path / "fresh"
+    train_local.train(_rl_args(base, data, fresh, *common, "--steps", "3"))
+    a, b = _state(out / "model"), _state(fresh / "model")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert _log_steps(out) == [1, 2, 3]
+
+    # the data file changes behind the same path: fresh again
+    new_data = tmp_path / "data"
+    shutil.copytree(data, new_data)
+    rows = [json.loads(x) for x in open(new_data / "train.jsonl")]
+    (new_data / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[::-1]))
+    caplog.clear()
+    train_local.train(_rl_args(base, new_data, out, *common, "--steps", "4"))
+    assert "data_sha256 changed" in caplog.text and "resumed from" not in caplog.text
+
+    # the same weights in another folder: resumes (content, not paths)
+    moved = tmp_path / "moved"
+    shutil.copytree(base, moved)
+    caplog.clear()
+    train_local.train(_rl_args(moved, new_data, out, *common, "--steps", "5"))
+    assert "resumed from" in caplog.text and "(step 4)" in caplog.text and _log_steps(out) == [1, 2, 3, 4, 5]
 
 
 def test_policy_loss_aggregations():
@@ -190,7 +253,9 @@ def test_sampling_masks_and_logprobs_agree_with_generation():
 
     tok = build_char_tokenizer()
     model = build_tiny_llama(len(tok), tokenizer=tok, seed=1, **SMALL)
-    s = sample_responses(model, tok, ["1+2=", "13+45="], 3, max_new_tokens=6, seed=5)
+    s = sample(model, tok, ["1+2="] * 3 + ["13+45="] * 3, row_seeds([5, 6], 3),
+               SamplingConfig(temperature=1.0, top_p=1.0, max_new_tokens=6), stop_ids=[tok.eos_token_id],
+               batch_size=4, record_entropy=True)
     lp = s.sequences.shape[1] - 6
     for row, rm in zip(s.sequences, s.response_mask):
         resp, valid = row[lp:], rm[lp:].bool()
@@ -218,3 +283,76 @@ def test_ppo_epochs_kl_and_token_mean_options_run(base_model, data, tmp_path):
     assert all(r["num_backward"] == 8 * 4 for r in lines)
     a, b = _state(model), _state(out / "model")
     assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
+def test_trainer_rollouts_do_not_depend_on_gen_batch_size(base_model, data, tmp_path):
+    """Every response has its own random stream (rspo_core.sampler): --gen-batch-size (memory only, and free to
+    change on resume) changes neither the log nor the weights. transformers' own sampler draws on the global RNG,
+    whose draws depend on how the rows are chunked."""
+    model, _ = base_model
+    common = ["--estimator", "rspo_pass", "--k", "2", "--steps", "2"]
+    train_local.train(_rl_args(model, data, tmp_path / "big", *common, "--gen-batch-size", "512"))
+    train_local.train(_rl_args(model, data, tmp_path / "small", *common, "--gen-batch-size", "5"))
+    keys = ("reward_mean", "weight_mean", "loss", "response_len_mean", "frac_truncated")
+    la, lb = ([json.loads(x) for x in open(tmp_path / d / "train_log.jsonl")] for d in ("big", "small"))
+    assert [{k: r[k] for k in keys} for r in la] == [{k: r[k] for k in keys} for r in lb]
+    # the entropy is read off logits, which differ at float-rounding level between padded shapes
+    assert [r["entropy"] for r in la] == pytest.approx([r["entropy"] for r in lb], rel=1e-6)
+    a, b = _state(tmp_path / "big" / "model"), _state(tmp_path / "small" / "model")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _turn_end_model(path):
+    """A tiny char-level model whose tokenizer also has the chat turn-end token <|im_end|> (not its EOS), with weights
+    set so that <|im_end|> is the first generated token with probability ~1: its only nonzero lm_head entry reads
+    hidden dimension 0, which a large constant in every token embedding keeps positive after the final RMSNorm."""
+    from rspo_patch.charlm import build_tiny_llama
+
+    tok = build_char_tokenizer()
+    tok.add_special_tokens({"additional_special_tokens": ["<|im_end|>"]})
+    model = build_tiny_llama(len(tok), tokenizer=tok, seed=0, **SMALL)
+    end = tok.convert_tokens_to_ids("<|im_end|>")
+    with torch.no_grad():
+        model.model.embed_tokens.weight[:, 0] = 100.0
+        model.model.norm.weight.zero_()
+        model.model.norm.weight[0] = 1.0
+        model.lm_head.weight.zero_()
+        model.lm_head.weight[end, 0] = 10.0
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return end
+
+
+def test_trainer_stops_at_chat_turn_end_tokens_like_evaluation(data, tmp_path):
+    """The trainer's rollouts end at the same stop tokens as evaluation's (EOS and the chat turn-end tokens of
+    rspo_core.sampler.TURN_END_TOKENS): a model that always says <|im_end|> first gives 1-token responses that are
+    not truncated. (Stopping at EOS only, a response ran on to --max-new-tokens and counted as truncated.)"""
+    from transformers import AutoTokenizer
+
+    from rspo_core.sampler import stop_token_ids
+
+    model = tmp_path / "im_end"
+    end = _turn_end_model(model)
+    tok = AutoTokenizer.from_pretrained(model)
+    assert end in stop_token_ids(tok) and end != tok.eos_token_id
+    out = tmp_path / "run"
+    train_local.train(_rl_args(model, data, out, "--estimator", "pg", "--steps", "1", "--max-new-tokens", "6"))
+    (rec,) = [json.loads(x) for x in open(out / "train_log.jsonl")]
+    assert rec["response_len_mean"] == 1.0 and rec["frac_truncated"] == 0.0
+
+
+@pytest.mark.parametrize("module, argv, match", [
+    (train_local, ["--model", "M", "--data", "D", "--out", "O", "--stpes", "20"], "unrecognized arguments: --stpes"),
+    (train_local, ["--model", "M", "--data", "D", "--out", "O", "--steps", "0"], "--steps must be >= 1, got 0"),
+    (train_local, ["--model", "M", "--data", "D", "--out", "O", "--temperature", "-1"], "--temperature must be > 0"),
+    ("pretrain", ["--train", "T", "--heldout", "H", "--out", "O", "--max-steps", "0"], "--max-steps must be >= 1"),
+    ("pretrain", ["--train", "T", "--heldout", "H", "--out", "O", "--target-pass1", "0.6", "0.1"], "target-pass1"),
+])
+def test_check_argv_names_the_bad_flag_without_reading_paths(module, argv, match):
+    """The workflow checks every config-driven command line with the module's own check_argv before any job."""
+    from rspo_patch import pretrain as pretrain_module
+
+    check = (pretrain_module if module == "pretrain" else module).check_argv
+    check(argv[:6])  # the paths are placeholders: nothing is read
+    with pytest.raises(ValueError, match=match):
+        check(argv)

@@ -1,10 +1,10 @@
-"""Unit tests of workflow/lib/cells.py: grid expansion, cross-family dedupe, cell paths, CLI flags."""
+"""Unit tests of rspo_core/cells.py: grid expansion, cross-family dedupe, cell paths, CLI flags."""
 
 from __future__ import annotations
 
 import pytest
 
-import cells as C
+from rspo_core import cells as C
 
 K_FREE = {"pg", "grpo", "rs_grpo", "grpo_passk"}
 

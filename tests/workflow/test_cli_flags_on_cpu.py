@@ -23,6 +23,7 @@ MAINS = {  # module of `python -m` -> where its main(argv) lives
     "analysis.verify": "analysis.verify",
     "analysis.metrics": "analysis.metrics",
     "analysis.aggregate": "analysis.aggregate",
+    "analysis.claims": "analysis.claims",
     "analysis.figures": "analysis.figures.__main__",
     "analysis.report": "analysis.report",
     "analysis.contamination": "analysis.contamination",
@@ -58,19 +59,20 @@ def _python_calls(cmd: str) -> list[tuple[str, list[str]]]:
 
 
 @pytest.fixture
-def parse_only(monkeypatch):
+def parse_only():
     original = argparse.ArgumentParser.parse_args
 
     def stop(self, args=None, namespace=None):
         ns = original(self, args, namespace)
         raise _Parsed(ns)
 
-    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", stop)
-
     def run(module: str, argv: list[str]):
         main = importlib.import_module(MAINS[module]).main
-        with pytest.raises(_Parsed) as parsed:
-            main(argv)
+        # patched only around main(): the dry runs that produce the commands parse flags too (validate.smk)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(argparse.ArgumentParser, "parse_args", stop)
+            with pytest.raises(_Parsed) as parsed:
+                main(argv)
         return parsed.value.args[0]
 
     return run

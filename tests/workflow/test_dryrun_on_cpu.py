@@ -8,7 +8,7 @@ import re
 import pytest
 from wf_helpers import REPO, dry_run, load_yaml
 
-import cells as C
+from rspo_core import cells as C
 
 
 def _figure_count() -> int:
@@ -33,16 +33,17 @@ def test_paper_config_trains_each_cell_once(tmp_path):
     #   n_scaling: rspo_pass k4 n{4,8,16,32}; n16 is main's                           +3
     #   maxk: pg/max + baseline k{2,4,8}/max + rspo_max k{2,4,8}                      +7
     #   grpo: pg (main's) + grpo                                                      +1
-    #   peers: pkpo_sloo k4, passk_chen k4, grpo_passk, rs_grpo, rspo_pass k8 cosine  +5
+    #   peers: pkpo_sloo k4, maxpo k4, passk_chen k4, grpo_passk, rs_grpo,
+    #          rspo_pass k8 cosine, pkpo_sloo k8 linear                               +7
     #   contamination: the main cells again                                           +0
     #   7B main                                                                       +7
-    assert jobs["train"] == 30
+    assert jobs["train"] == 32
     # Evaluations (generate = verify = score), one per (cell, benchmark):
     #   1.5B base: 5 main benchmarks + aime25 + livemathbench                         7
     #   1.5B main cells: 7 x (5 + 2 contamination)                                    49
-    #   n_scaling 3, maxk 7, grpo 1, peers 5 new cells x 5                            80
+    #   n_scaling 3, maxk 7, grpo 1, peers 7 new cells x 5                            90
     #   7B base + 7 cells, x 5                                                        40
-    assert jobs["generate"] == jobs["verify"] == jobs["score"] == 7 + 49 + 80 + 40
+    assert jobs["generate"] == jobs["verify"] == jobs["score"] == 7 + 49 + 90 + 40
     assert jobs["prepare_benchmark"] == 8  # 7 benchmarks + the MATH train set
     assert jobs["fetch_model"] == 3  # two policies + the xVerify judge
     assert jobs["figure"] == _figure_count()
@@ -57,14 +58,16 @@ def test_train_jobs_equal_unique_cells_of_the_config(tmp_path):
     listed = sum(len([c for c in cells if not c.is_base]) for cells in per.values())
     unique = C.unique_cells(per, trained_only=True)
     assert listed > len(unique)  # families share cells ...
-    assert len(unique) == 30  # ... which are trained once
+    assert len(unique) == 32  # ... which are trained once
 
 
 def test_default_config_dry_run(tmp_path):
     jobs = dry_run(str(REPO / "config" / "config.yaml")).jobs
-    # main 5 + n_scaling 2 (n4, n16) + maxk 3 + grpo 1 + peers 2 (pkpo_sloo, rspo_pass k8 linear)
-    assert jobs["train"] == 13
-    assert jobs["generate"] == jobs["verify"] == jobs["score"] == 14  # + the base model, one benchmark
+    # main 5 + n_scaling 2 (n4, n16) + maxk 3 + grpo 1
+    # + peers 4 (pkpo_sloo k4, maxpo k4, rspo_pass k8 linear, pkpo_sloo k4 linear)
+    assert jobs["train"] == 15
+    # + the base model, on arithmetic; the contamination family: base + the 5 main cells on arithmetic_clean too
+    assert jobs["generate"] == jobs["verify"] == jobs["score"] == 16 + 6
     assert jobs["pretrain_model"] == 1 and jobs["arithmetic"] == 1
     assert "fetch_model" not in jobs and "prepare_benchmark" not in jobs  # offline
     assert jobs["figure"] == _figure_count()
@@ -80,7 +83,7 @@ def test_smollm2_config_dry_run(tmp_path):
 
 def test_contamination_target(tmp_path):
     jobs = dry_run(str(REPO / "config" / "paper.yaml"), ("contamination",)).jobs
-    assert jobs["generate"] == 30 * 2  # every trained checkpoint on aime25 and livemathbench
+    assert jobs["generate"] == 32 * 2  # every trained checkpoint on aime25 and livemathbench
     assert jobs["ngram_audit"] == 1  # one audit of the 7 benchmarks against the MATH train set
     assert jobs["contamination"] == 1
 
@@ -95,7 +98,7 @@ def test_paper_dry_run_with_the_slurm_profile(tmp_path, fake_slurm, monkeypatch,
     out = capfd.readouterr()
     assert done.value.code == 0, out.err[-3000:]
     stats = dict(re.findall(r"^(\w+)\s+(\d+)$", out.out + out.err, flags=re.M))
-    assert stats["train"] == "30" and stats["generate"] == "176" and stats["fetch_model"] == "3"
+    assert stats["train"] == "32" and stats["generate"] == "186" and stats["fetch_model"] == "3"
     assert "Using profiles slurm and workflow specific profile profiles/default" in out.out + out.err
 
 
@@ -138,7 +141,8 @@ def test_slurm_profile_submits_gpu_jobs(tmp_path, fake_slurm, monkeypatch):
     assert set(by_rule) == {"train", "generate", "verify", "score"}
     train = by_rule["train"]
     assert "--gpus=8" in train and "-p gpu-test" in train and "--cpus-per-task=64" in train
-    assert "--nodes=1" in train and "--exclusive" in train and "--requeue" in train and "-t 1440" in train
+    assert "--nodes=1" in train and "--requeue" in train and "-t 1440" in train
+    assert "--mem 240000" in train and "--exclusive" not in train  # config/paper.yaml's 1.5B size: a common node
     assert "--gpus=1" in by_rule["generate"] and "-p gpu-test" in by_rule["generate"]
     assert "--gpus=1" in by_rule["verify"]  # xVerify judge on a GPU
     assert "--gpus" not in by_rule["score"] and "-p cpu-test" in by_rule["score"]

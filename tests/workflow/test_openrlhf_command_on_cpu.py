@@ -77,6 +77,6 @@ def test_paper_train_command_parses_with_openrlhf(cell, train_commands, parse, t
     assert get("ckpt.output_dir").endswith(f"{cell}/model")
     assert Path(get("reward.remote_url")).name == "reward_func.py"
     # the Qwen2.5-Math CoT template reaches OpenRLHF intact (it calls input_template.format(question))
-    from analysis.prompts import format_prompt
+    from rspo_core.prompts import format_prompt
 
     assert get("data.input_template").format("What is 1+1?") == format_prompt("What is 1+1?", "qwen_math_cot")

@@ -15,12 +15,11 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Mapping
 
-from cells import BASE_ALGO, K_SCHEDULES, Cell, expand_family, family_models
+from analysis.arithmetic import SYNTHETIC_BENCHMARKS  # made by the arithmetic rule (not in BENCHMARKS)
+from rspo_core.cells import BASE_ALGO, K_SCHEDULES, Cell, expand_family, family_models
 
 REWARDS = ("pass", "max")
 MODEL_SOURCES = ("pretrain", "smollm2", "hf", "path")
-# Benchmarks the workflow makes itself (not in analysis.datasets.BENCHMARKS): the synthetic arithmetic test set.
-SYNTHETIC_BENCHMARKS = ("arithmetic",)
 
 
 class ConfigError(ValueError):
@@ -77,12 +76,12 @@ def check_config(
         if max(ks) > int(n_b):
             _fail("eval", f"largest k in eval.ks ({max(ks)}) exceeds the {n_b} samples per problem of benchmark "
                           f"{bench}; unbiased pass@k needs n >= k")
-    verifier = ev.get("verifier", "math-verify")
-    if verifier == "xverify":
-        xv = ev.get("xverify_model")
+    grader = config.get("grader") or {}
+    if grader.get("verifier", "math-verify") == "xverify":
+        xv = grader.get("xverify_model")
         if xv not in models:
-            _fail("eval.xverify_model", f"verifier 'xverify' needs eval.xverify_model naming a model under 'models', "
-                                        f"got {xv!r}")
+            _fail("grader.xverify_model", f"verifier 'xverify' needs grader.xverify_model naming a model under "
+                                          f"'models', got {xv!r}")
     for bench in (config.get("contamination") or {}).get("benchmarks", []):
         if bench not in known_benchmarks:
             _fail("contamination.benchmarks", f"unknown benchmark {bench!r}; expected one of "
@@ -133,3 +132,206 @@ def _check_cell(fam_name: str, cell: Cell, estimators: Mapping, check_estimator_
                              k_schedule=cell.k_schedule)
     except ValueError as e:
         _fail(where, " ".join(str(e).split()))  # one line, whatever the registry's message looks like
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Schema errors as one line, and --config overrides typed like the schema says
+
+
+def _dotted(path: Iterable) -> str:
+    """('families', 'main', 'grid', 0, 'k') -> 'families.main.grid[0].k' (the key a user edits)."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _resolve(schema, root: Mapping):
+    """Follow local ``$ref`` pointers (``#/$defs/...``) of ``schema`` inside ``root``."""
+    while isinstance(schema, Mapping) and "$ref" in schema:
+        ref = schema["$ref"]
+        if not ref.startswith("#/"):
+            raise ValueError(f"schema $ref {ref!r}: only local references (#/...) are supported")
+        node = root
+        for part in ref[2:].split("/"):
+            node = node[part]
+        schema = node
+    return schema
+
+
+def _declared_keys(schema: Mapping, validator) -> set[str]:
+    """Property names an object schema declares itself or through allOf/anyOf/oneOf (``$ref`` followed)."""
+    declared = set(schema.get("properties", {}))
+    refs = [{"$ref": schema["$ref"]}] if "$ref" in schema else []
+    for sub in refs + schema.get("allOf", []) + schema.get("anyOf", []) + schema.get("oneOf", []):
+        declared |= set(_resolve(sub, validator.schema).get("properties", {}))
+    return declared
+
+
+def _unknown_keys(error, validator) -> list[str]:
+    """Keys of the object of an additional/unevaluatedProperties error that its schema does not declare at all."""
+    if not isinstance(error.instance, Mapping):
+        return []
+    declared = _declared_keys(error.schema, validator)
+    return sorted(k for k in error.instance if k not in declared)
+
+
+def _what_expected(error, validator) -> str:
+    """The expectation of one jsonschema error, in words (never the schema dump)."""
+    import difflib
+
+    kind, sch = error.validator, error.schema
+    if kind in ("additionalProperties", "unevaluatedProperties"):
+        declared = _declared_keys(sch, validator)
+        if not declared:
+            return str(error.message)
+        key = _unknown_keys(error, validator)[0]
+        near = difflib.get_close_matches(key, declared, n=1)
+        return ("unknown key" + (f" (did you mean {near[0]!r}?)" if near else "")
+                + f"; expected one of: {', '.join(sorted(declared))}")
+    if kind == "type":
+        want = sch["type"] if isinstance(sch["type"], str) else " or ".join(sch["type"])
+        return f"expected {want}, got {type(error.instance).__name__}"
+    if kind == "enum":
+        return f"expected one of: {', '.join(map(str, sch['enum']))}"
+    if kind in ("minItems", "minLength", "minProperties"):
+        return f"must not be empty (schema {kind} {sch[kind]})"
+    if kind in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
+        sign = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}[kind]
+        return f"expected a value {sign} {sch[kind]}"
+    if kind == "not":  # a retired key: its schema's description says where it went
+        return " ".join(str(sch.get("description", "this key is not allowed")).split())
+    if kind == "required":
+        return str(error.message)
+    if kind == "not" and sch.get("description"):  # a key that moved: its schema says where to
+        return " ".join(str(sch["description"]).split())
+    if kind in ("oneOf", "anyOf"):
+        # the alternatives' own errors say more than "is not valid under any of the given schemas"
+        leaves = sorted(error.context, key=lambda e: (len(e.path), e.validator != "type"), reverse=True)
+        if leaves:
+            return _what_expected(leaves[0], validator)
+        return "does not match any allowed form"
+    return str(error.message)
+
+
+def schema_error_line(config: Mapping, schema: Mapping) -> str | None:
+    """None if ``config`` satisfies ``schema`` (JSON Schema 2020-12), else ONE line naming the key, the value and what
+    was expected, e.g. ``config error: train.args.stpes: ... unknown key 'stpes' (did you mean 'steps'?)``."""
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import best_match
+
+    validator = Draft202012Validator(schema)
+    errors = list(validator.iter_errors(config))
+    if not errors:
+        return None
+    # A failing subschema drops its annotations, so `unevaluatedProperties` then lists every key of the object as
+    # "unexpected" -- valid ones included. Such an error is a symptom; the subschema's own error is the cause.
+    causes = [e for e in errors if e.validator != "unevaluatedProperties" or _unknown_keys(e, validator)]
+    error = best_match(causes or errors)
+    path = list(error.absolute_path)
+    if error.validator in ("additionalProperties", "unevaluatedProperties") and _unknown_keys(error, validator):
+        key = _unknown_keys(error, validator)[0]
+        return f"config error: {_dotted(path + [key])}: {_what_expected(error, validator)}"
+    if error.validator in ("oneOf", "anyOf") and error.context:
+        deepest = max(error.context, key=lambda e: len(e.absolute_path))
+        path = list(error.absolute_path) + list(deepest.path)
+        value = deepest.instance
+    else:
+        value = error.instance
+    shown = repr(value) if not isinstance(value, Mapping) else "{" + ", ".join(map(repr, value)) + "}"
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    return f"config error: {_dotted(path)}: {shown}: {_what_expected(error, validator)}"
+
+
+def _schema_at(schema: Mapping, root: Mapping, key) -> Mapping | None:
+    """The subschema that validates ``instance[key]`` (properties, additionalProperties, items; $ref followed)."""
+    def resolve(s):
+        return _resolve(s, root)
+
+    schema = resolve(schema)
+    if not isinstance(schema, Mapping):
+        return None
+    for sub in [schema] + [resolve(s) for s in schema.get("allOf", [])]:
+        if isinstance(key, int) and isinstance(sub.get("items"), Mapping):
+            return resolve(sub["items"])
+        if key in sub.get("properties", {}):
+            return resolve(sub["properties"][key])
+    if isinstance(schema.get("additionalProperties"), Mapping):
+        return resolve(schema["additionalProperties"])
+    return None
+
+
+def _types_of(schema: Mapping | None, root: Mapping) -> set[str]:
+    """JSON types a schema accepts at its top (type, or the alternatives of oneOf/anyOf)."""
+    if not isinstance(schema, Mapping):
+        return set()
+    t = schema.get("type")
+    out = {t} if isinstance(t, str) else set(t or ())
+    for alt in schema.get("oneOf", []) + schema.get("anyOf", []):
+        if "$ref" in alt:
+            alt = _schema_at({"properties": {"x": alt}}, root, "x")
+        out |= _types_of(alt, root)
+    return out
+
+
+def _coerce_scalar(text: str, types: set[str]):
+    """'64' -> 64 where the schema wants an integer, '0.6' -> 0.6 for a number, 'true' -> True for a boolean."""
+    s = text.strip()
+    if "integer" in types:
+        try:
+            return int(s)
+        except ValueError:
+            pass
+    if "number" in types:
+        try:
+            return float(s)
+        except ValueError:
+            pass
+    if "boolean" in types and s.lower() in ("true", "false"):
+        return s.lower() == "true"
+    if "null" in types and s.lower() in ("null", "none", "~"):
+        return None
+    return text
+
+
+def coerce_overrides(config: dict, overrides: Mapping, schema: Mapping) -> None:
+    """Give the values of ``--config`` overrides the schema's types, in place in ``config``.
+
+    Snakemake parses a nested override (``--config 'eval={"n": 64}'``) with YAML's BaseLoader, so every scalar inside
+    arrives as a string; a top-level ``--config results=out`` is already typed. Only paths present in ``overrides``
+    are touched, and only strings the schema does not accept as strings: a string in a config FILE is never changed.
+    """
+    def walk(node, over, sch):
+        items = over.items() if isinstance(over, Mapping) else enumerate(over) if isinstance(over, list) else ()
+        for key, sub_over in items:
+            try:
+                value = node[key]
+            except (KeyError, IndexError, TypeError):
+                continue
+            sub = _schema_at(sch, schema, key) if sch is not None else None
+            if isinstance(value, str) and isinstance(sub_over, str):
+                types = _types_of(sub, schema)
+                if types and "string" not in types:
+                    node[key] = _coerce_scalar(value, types)
+            elif isinstance(value, (Mapping, list)):
+                walk(value, sub_over, sub)
+
+    walk(config, overrides, schema)
+
+
+def load_yaml_config(path: str | os.PathLike) -> dict:
+    """A config file as a dict; ConfigError naming file, line and column of a YAML syntax error (Snakemake's own loader
+    only says "not valid JSON or YAML"), or saying that the top level is not a mapping."""
+    import yaml
+
+    with open(path, encoding="utf-8") as fh:
+        try:
+            data = yaml.safe_load(fh)
+        except yaml.MarkedYAMLError as e:
+            mark = e.problem_mark or e.context_mark
+            where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+            _fail(where, f"YAML syntax error: {e.problem or e.context}")
+    if not isinstance(data, dict):
+        _fail(str(path), f"expected a mapping of config keys at the top level, got {type(data).__name__}")
+    return data

@@ -1,8 +1,11 @@
 # Aggregate: every cell's metrics and training log -> tidy tables; the effective config and the cell manifest.
 
+from analysis.manifest import build_manifest, write_manifest  # noqa: E402
+
 
 rule effective_config:
-    """The validated config with schema defaults filled in (what the figures read to know each family's cells)."""
+    """The validated config with schema defaults filled in, and the cell manifest (analysis.manifest): per family its
+    cells (with the tables' cell columns) and benchmarks, what the figures and the claims table read."""
     output:
         config=f"{R}/config.yaml",
         cells=f"{R}/cells.json",
@@ -10,32 +13,22 @@ rule effective_config:
         f"{LOGS}/effective_config.log",
     params:
         config=config,
-        manifest={
-            "families": {
-                name: {"cells": [c.path for c in cells], "benchmarks": list(FAMILIES[name]["benchmarks"])}
-                for name, cells in PER_FAMILY.items()
-            },
-            "trained": [c.path for c in TRAINED],
-            "evaluated": {c.path: b for c, b in EVAL.items()},
-        },
+        manifest=build_manifest(FAMILIES, PER_FAMILY, contamination_benchmarks=CONTAM_BENCHES),
     localrule: True
     run:
         import yaml
 
-        for path, text in (
-            (output.config, yaml.safe_dump(params.config, sort_keys=False)),
-            (output.cells, json.dumps(params.manifest, indent=1)),
-        ):
-            tmp = path + ".tmp"
-            with open(tmp, "w") as fh:
-                fh.write(text)
-            os.replace(tmp, path)
+        from rspo_core.atomic import write_text_atomic
+
+        write_text_atomic(output.config, yaml.safe_dump(params.config, sort_keys=False))
+        write_manifest(params.manifest, output.cells)
         with open(log[0], "w") as fh:
             fh.write(f"{len(TRAINED)} trained cells, {sum(map(len, EVAL.values()))} evaluations\n")
 
 
 rule aggregate:
-    """Tidy tables: passk.csv, maxk.csv (one row per cell, benchmark, k) and train_curves.csv (per cell and step)."""
+    """Tidy tables: passk.csv, maxk.csv (one row per cell, benchmark, k), train_curves.csv (per cell and step) and
+    gaps.csv (evaluation points a cell lacks although the other cells of its benchmark have them)."""
     input:
         metrics=eval_files(main_eval_pairs()),
         train_logs=[f"{R}/train/{c.path}/train_log.jsonl" for c in TRAINED],
@@ -43,6 +36,7 @@ rule aggregate:
         passk=f"{R}/tables/passk.csv",
         maxk=f"{R}/tables/maxk.csv",
         curves=f"{R}/tables/train_curves.csv",
+        gaps=f"{R}/tables/gaps.csv",
     log:
         f"{LOGS}/aggregate.log",
     params:
@@ -56,3 +50,25 @@ rule aggregate:
     shell:
         "python -m analysis.aggregate --eval-root {params.eval_root} --train-root {params.train_root} "
         "--out-dir {params.out_dir} > {log} 2>&1"
+
+
+rule claims:
+    """The claims table (docs/claims.md): each claim C1-C10 of the paper's §5 with per-seed paired differences, a 95%
+    t-interval over seeds and a verdict (reproduced / not reproduced / inconclusive / not run)."""
+    input:
+        passk=f"{R}/tables/passk.csv",
+        maxk=f"{R}/tables/maxk.csv",
+        curves=f"{R}/tables/train_curves.csv",
+        cells=f"{R}/cells.json",
+    output:
+        f"{R}/tables/claims.csv",
+    log:
+        f"{LOGS}/claims.log",
+    params:
+        tables=f"{R}/tables",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "python -m analysis.claims --tables {params.tables} --cells {input.cells} --out {output} > {log} 2>&1"

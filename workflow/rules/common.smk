@@ -8,15 +8,24 @@ import sys
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-# workflow/lib holds the pure helpers (cells: grid -> deduplicated cells; checks: semantic config checks)
+# workflow/lib/checks.py: the semantic config checks; the cell grammar is rspo_core.cells (shared with the figures)
 sys.path.insert(0, os.path.join(workflow.basedir, "workflow", "lib"))
-sys.path.insert(0, workflow.basedir)  # the rspo_patch / analysis packages of this checkout
+sys.path.insert(0, workflow.basedir)  # the rspo_core / rspo_patch / analysis packages of this checkout
 
-import cells as C  # noqa: E402
 import checks  # noqa: E402
+from rspo_core import cells as C  # noqa: E402
 
 
-validate(config, schema="../schemas/config.schema.yaml")
+import yaml  # noqa: E402
+
+with open(os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml"), encoding="utf-8") as _fh:
+    CONFIG_SCHEMA = yaml.safe_load(_fh)
+# --config 'eval={"n": 64}' arrives as strings (Snakemake parses nested overrides with YAML's BaseLoader): type them
+checks.coerce_overrides(config, workflow.config_settings.config, CONFIG_SCHEMA)
+_schema_error = checks.schema_error_line(config, CONFIG_SCHEMA)  # one line naming key, value and expectation
+if _schema_error:
+    raise WorkflowError(_schema_error)
+validate(config, schema="../schemas/config.schema.yaml")  # passes now; fills in the schema's defaults
 
 from analysis.datasets import BENCHMARKS  # noqa: E402
 from rspo_patch.estimators import ESTIMATORS, check_estimator_args  # noqa: E402
@@ -41,6 +50,22 @@ def _uses_k(algo):
 
 
 R = config["results"].rstrip("/")  # results root
+
+# One run per results folder, even from two working copies (Snakemake's lock is per working directory). Taken in
+# onstart: after the DAG is built, before any job or any deletion of incomplete outputs; never in a dry run, and not in
+# cluster jobs (they run with --no-hooks).
+_RESULTS_LOCK = []
+
+
+onstart:
+    from rspo_core.locks import FolderBusy, lock_folder
+
+    try:
+        _RESULTS_LOCK.append(lock_folder(R))  # held (the file stays open) until this snakemake process exits
+    except FolderBusy as e:
+        raise WorkflowError(str(e)) from None
+
+
 LOGS = f"{R}/logs"
 FAMILIES = config["families"]
 PER_FAMILY = C.family_cells(FAMILIES, uses_k=_uses_k)  # family -> cells (base cells included)

@@ -1,11 +1,13 @@
 # Contamination: re-evaluate every trained checkpoint on benchmarks released after the base model (AIME25,
-# LiveMathBench 202505), and audit every benchmark for n-gram overlap with the training set.
+# LiveMathBench 202505; offline: the synthetic arithmetic_clean, with arithmetic_seen as the deliberately contaminated
+# control), and audit every benchmark for n-gram overlap with the training set.
 
 
 def audited_benchmarks():
     """Every benchmark the config evaluates on, plus the contamination ones (sorted, unique, not the train set).
 
-    The synthetic train set is arithmetic_train.jsonl, so the 'arithmetic' benchmark (its test split) is audited.
+    The synthetic train set is arithmetic_train.jsonl, so the 'arithmetic' benchmark (its test split) is audited,
+    as are arithmetic_clean (expected: nothing flagged) and arithmetic_seen (expected: every row flagged).
     """
     benches = {b for fam in FAMILIES.values() for b in fam["benchmarks"]} | set(CONTAM_BENCHES)
     train = config["data"]["train"]

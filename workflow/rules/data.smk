@@ -9,30 +9,58 @@ localrules:
     fetch_model,
 
 
+ARITH = dict(config["data"].get("arithmetic") or {})
+# The contamination benchmarks arithmetic_clean / arithmetic_seen (analysis.arithmetic.make_arithmetic_sets) are
+# outputs of the same rule run, from the same seed, only when their size data.arithmetic.n_clean / n_seen is set.
+ARITH_OUTPUTS = {
+    "train": f"{R}/data/arithmetic_train.jsonl",
+    "test": data_path("arithmetic"),
+    **{role: data_path(f"arithmetic_{role}") for role in ("clean", "seen") if ARITH.get(f"n_{role}")},
+}
+
+
+def _check_synthetic_sizes():
+    """WorkflowError (one line) if a family or contamination.benchmarks uses arithmetic_clean/_seen of size 0."""
+    used = {b for fam in FAMILIES.values() for b in fam["benchmarks"]} | set(CONTAM_BENCHES)
+    for role in ("clean", "seen"):
+        if f"arithmetic_{role}" in used and role not in ARITH_OUTPUTS:
+            raise WorkflowError(f"config error: data.arithmetic.n_{role}: benchmark arithmetic_{role} is used but "
+                                f"n_{role} is {ARITH.get(f'n_{role}')!r}; expected a positive row count")
+
+
+_check_synthetic_sizes()
+
+
 rule arithmetic:
-    """Synthetic arithmetic train set and its test benchmark (deterministic from the seed)."""
+    """Synthetic arithmetic train set, its test benchmark and (when sized) the contamination benchmarks
+    arithmetic_clean and arithmetic_seen (deterministic from the seed; gold self-checked)."""
     output:
-        train=f"{R}/data/arithmetic_train.jsonl",
-        test=f"{R}/data/arithmetic.jsonl",
+        **ARITH_OUTPUTS,
     log:
         f"{LOGS}/data/arithmetic.log",
     params:
-        args=C.cli_args(config["data"].get("arithmetic")),
+        args=C.cli_args(ARITH),
+        extra=" ".join(f"--{role} {ARITH_OUTPUTS[role]}" for role in ("clean", "seen") if role in ARITH_OUTPUTS),
     shell:
-        "python -m analysis.datasets arithmetic --train {output.train} --test {output.test} {params.args} > {log} 2>&1"
+        "python -m analysis.datasets arithmetic --train {output.train} --test {output.test} {params.extra} "
+        "{params.args} > {log} 2>&1"
 
 
 rule prepare_benchmark:
-    """Download one benchmark (or the MATH train set) and freeze it to JSONL rows {id, question, answer, meta}."""
+    """Download one benchmark (or the MATH train set) at its pinned revision, check its row count, run the gold
+    self-check (every gold, boxed, and every boxed reference solution must grade correct against itself with the
+    project's grader) and freeze it to JSONL rows {id, question, answer, meta}, with an audit JSON (revision, counts,
+    self-check failures with reasons). When the check fails the job, the log keeps one line per failing row."""
     output:
-        f"{R}/data/{{bench}}.jsonl",
+        data=f"{R}/data/{{bench}}.jsonl",
+        audit=f"{R}/data/{{bench}}.audit.json",
     log:
         f"{LOGS}/data/{{bench}}.log",
     wildcard_constraints:
         bench=_names_regex(BENCHMARKS),
     shell:
         # gated sets (LiveMathBench) read the token from $HF_TOKEN
-        "python -m analysis.datasets prepare {wildcards.bench} {output} > {log} 2>&1"
+        "python -m analysis.datasets prepare {wildcards.bench} {output.data} --audit {output.audit} > {log} 2>&1"
 
 
 rule pretrain_model:

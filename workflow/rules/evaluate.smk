@@ -20,8 +20,14 @@ def _generate_flags(wildcards):
     return C.cli_args(args)
 
 
+# Partial samples live in results/partial/generate/{cell}/{bench}.jsonl, which Snakemake does not know about (as
+# training's results/ckpt): a killed job that is rerun resumes from it instead of starting over (Snakemake deletes an
+# incomplete declared output). analysis.generate ties it to the sha256 of the model and the data and to the sampling
+# config (a partial file made from other inputs is deleted), and renames it to samples.jsonl once complete.
+
+
 rule generate:
-    """n samples per problem of one benchmark from one cell's model (resumable: appends to samples.jsonl)."""
+    """n samples per problem of one benchmark from one cell's model (resumable from results/partial/generate)."""
     input:
         model=cell_model_dir,
         data=lambda wc: data_path(wc.bench),
@@ -31,6 +37,7 @@ rule generate:
         f"{LOGS}/eval/{{cell}}/{{bench}}/generate.log",
     params:
         flags=_generate_flags,
+        partial=f"{R}/partial/generate/{{cell}}/{{bench}}.jsonl",
     threads: EV.get("threads", 2)
     priority: 40
     resources:
@@ -39,23 +46,25 @@ rule generate:
         runtime=240,
     shell:
         "OMP_NUM_THREADS={threads} python -m analysis.generate --model {input.model} --data {input.data} "
-        "--out {output} --benchmark {wildcards.bench} {params.flags} > {log} 2>&1"
+        "--out {output} --partial {params.partial} --benchmark {wildcards.bench} {params.flags} > {log} 2>&1"
 
 
 def _xverify_input(wildcards):
-    if EV.get("verifier", "math-verify") == "xverify":
-        return {"judge": base_model_dir(EV["xverify_model"])}
+    if config["grader"]["verifier"] == "xverify":
+        return {"judge": base_model_dir(config["grader"]["xverify_model"])}
     return {}
 
 
 def _verify_flags(wildcards, input, threads):
+    """Flags of analysis.verify: eval.verify_args, then the config's grader block (the one the train rule uses too)."""
+    grader = config["grader"]
     args = dict(EV.get("verify_args") or {})
     args["max_new_tokens"] = EV["max_new_tokens"]
     args.setdefault("workers", threads)
-    if EV.get("fallback"):
-        args["fallback"] = EV["fallback"]
-    if EV.get("verifier", "math-verify") == "xverify":
-        args["verifier"] = "xverify"
+    args["fallback"] = grader["fallback"] or "none"
+    args["timeout"] = grader["timeout_s"]
+    args["verifier"] = grader["verifier"]
+    if grader["verifier"] == "xverify":
         args["xverify_model"] = input.judge
     return C.cli_args(args)
 
@@ -74,7 +83,7 @@ rule verify:
         flags=_verify_flags,
     threads: 1
     resources:
-        gpu=EV.get("gpus", 0) if EV.get("verifier") == "xverify" else 0,
+        gpu=EV.get("gpus", 0) if config["grader"]["verifier"] == "xverify" else 0,
         mem_mb=4000,
         runtime=120,
     shell:
@@ -92,8 +101,13 @@ rule score:
     log:
         f"{LOGS}/eval/{{cell}}/{{bench}}/score.log",
     params:
-        flags=C.cli_args(
-            {"ks": ",".join(str(k) for k in EV["ks"]), "n_boot": EV.get("n_boot", 1000), "seed": EV["seed"]}
+        flags=lambda wc: C.cli_args(
+            {
+                "ks": ",".join(str(k) for k in EV["ks"]),
+                "n_boot": EV.get("n_boot", 1000),
+                "seed": EV["seed"],
+                "n_expected": eval_n(wc.bench),  # a problem with fewer samples stops scoring, never a silent gap
+            }
         ),
     threads: 1
     resources:

@@ -1,4 +1,4 @@
-# Report: one self-contained HTML page with every figure, its caption and the summary tables.
+# Report: one self-contained HTML page with every figure, its caption, the claims table and the summary tables.
 
 
 rule report:
@@ -6,6 +6,7 @@ rule report:
     input:
         figures=figure_targets(),
         tables=TABLES,
+        claims=f"{R}/tables/claims.csv",
         config=f"{R}/config.yaml",
     output:
         f"{R}/report.html",

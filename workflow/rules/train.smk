@@ -6,7 +6,8 @@
 
 
 def _trainer_flags(wildcards):
-    """Trainer-specific CLI flags of one cell: config train.args, then the model's train_args, then the cell."""
+    """Trainer-specific CLI flags of one cell: config train.args, then the model's train_args, then the cell (and, for
+    the local trainer, the grader block; OpenRLHF's reward_func gets it through the environment)."""
     cell = cell_of(wildcards)
     spec = MODELS[cell.model]
     args = merged_args(TR.get("args"), spec.get("train_args"))
@@ -19,6 +20,7 @@ def _trainer_flags(wildcards):
             "k_schedule": cell.k_schedule,
             "seed": cell.seed,
             "template": spec.get("template", "qwen_math_cot"),
+            **_local_grader_flags(),
         }
     else:  # openrlhf: dotted flags of OpenRLHF 0.11.2 plus the launcher's --rspo.* flags
         cell_args = {
@@ -32,8 +34,21 @@ def _trainer_flags(wildcards):
     return C.cli_args({**args, **cell_args})
 
 
+def _local_grader_flags():
+    """The config's grader block as flags of rspo_patch.train_local (OpenRLHF's reward_func reads the same values from
+    RSPO_GRADE_FALLBACK / RSPO_GRADE_TIMEOUT, exported by the train command)."""
+    return {"fallback": config["grader"]["fallback"] or "none", "grade_timeout": config["grader"]["timeout_s"]}
+
+
+def _train_resource(wildcards, key, default):
+    """One resource of a cell's training job: models.<model>.train_resources.<key>, else train.<key>, else default
+    (per model size: a 7B cell needs more memory and time than a 1.5B one)."""
+    per_model = MODELS[cell_of(wildcards).model].get("train_resources") or {}
+    return per_model.get(key, TR.get(key, default))
+
+
 def _openrlhf_template_flags(template):
-    """The prompt template of analysis.prompts as a launcher flag: --rspo.template renders it (chat templates with the
+    """The prompt template of rspo_core.prompts as a launcher flag: --rspo.template renders it (chat templates with the
     actor's tokenizer, system message included) into OpenRLHF's --data.input_template inside the job."""
     return {"rspo.template": template}
 
@@ -46,9 +61,12 @@ def _train_command():
         )
     # OpenRLHF on one node: a private Ray (address local, per-job temp dir) so concurrent jobs on a shared node never
     # join each other's cluster; checkpoints and TensorBoard logs under results/ckpt/{cell} (--ckpt.load_enable
-    # resumes a requeued job); the TensorBoard scalars become train_log.jsonl (workflow/scripts/openrlhf_train_log.py).
+    # resumes a requeued job only if the launcher finds a complete checkpoint made with the same flags, base weights,
+    # data and reward file; otherwise it moves the folder aside to {cell}.stale-<time> and starts fresh); the
+    # TensorBoard scalars become train_log.jsonl (workflow/scripts/openrlhf_train_log.py).
     return (
-        "export RSPO_REWARD={params.reward} RSPO_MAX_NEW_TOKENS={params.max_new_tokens}; "
+        "export RSPO_REWARD={params.reward} RSPO_MAX_NEW_TOKENS={params.max_new_tokens} "
+        "RSPO_GRADE_FALLBACK={params.grade_fallback} RSPO_GRADE_TIMEOUT={params.grade_timeout}; "
         "python -m rspo_patch.openrlhf.launch --rspo.ray_temp_dir $(mktemp -d /tmp/ray-rspo.XXXXXX) "
         "--actor.model_name_or_path {input.model} --data.prompt_dataset {input.data} "
         "--data.input_key question --data.label_key answer --reward.remote_url {params.reward_func} "
@@ -76,13 +94,16 @@ rule train:
         max_new_tokens=lambda wc: merged_args(TR.get("args"), MODELS[cell_of(wc).model].get("train_args")).get(
             "rollout.max_new_tokens", ""
         ),
+        grade_fallback=config["grader"]["fallback"] or "none",
+        grade_timeout=config["grader"]["timeout_s"],
         reward_func=os.path.join(workflow.basedir, "rspo_patch", "openrlhf", "reward_func.py"),
         tb_script=os.path.join(workflow.basedir, "workflow", "scripts", "openrlhf_train_log.py"),
     threads: TR.get("threads", 2)
     priority: 50  # the long jobs first; analytic figures fill the gaps
     resources:
-        gpu=TR.get("gpus", 0),
-        mem_mb=TR.get("mem_mb", 8000),
-        runtime=TR.get("runtime_min", 60),
+        gpu=lambda wc: _train_resource(wc, "gpus", 0),
+        cpus_per_task=lambda wc: _train_resource(wc, "threads", 2),  # Slurm CPUs, not capped by the submit host
+        mem_mb=lambda wc: _train_resource(wc, "mem_mb", 8000),
+        runtime=lambda wc: _train_resource(wc, "runtime_min", 60),
     shell:
         _train_command()

@@ -21,7 +21,7 @@ import argparse
 import os
 from pathlib import Path
 
-from analysis.atomic import write_jsonl_atomic
+from rspo_core.atomic import write_jsonl_atomic
 
 FIELD_MAP = {
     "k": "train/rspo_k",

@@ -1,21 +1,21 @@
 """Hooks of the rspo_* lm-eval tasks: frozen-JSONL loader, prompt, and pass@k / max@k from OUR grader.
 
-Nothing here re-implements extraction, grading or the estimators: prompts come from ``analysis.prompts``, verdicts
-from ``analysis.verify.grade`` and the unbiased @k estimates from ``analysis.metrics`` (the same code the Snakemake
-evaluation uses), rewards from ``rspo_patch.rewards``.
+Nothing here re-implements extraction, grading or the estimators: prompts come from ``rspo_core.prompts``, verdicts
+from ``rspo_core.grading.grade`` and the unbiased @k estimates from ``analysis.metrics`` (the same code the Snakemake
+evaluation uses), rewards from ``rspo_core.rewards``.
 
 Runtime options arrive through lm-eval's task metadata (``--metadata '{...}'`` on the CLI, ``TaskManager(metadata=)``
 in Python; the CLI also merges ``--model_args`` into it, so ``pretrained`` is known there):
 
 data_dir        folder holding ``<benchmark>.jsonl`` (overrides the YAML's ``data_files``; env ``RSPO_DATA_DIR`` too)
-template        prompt template of ``analysis.prompts`` (default ``qwen_math_cot``; ``chat`` needs a tokenizer)
+template        prompt template of ``rspo_core.prompts`` (default ``qwen_math_cot``; ``chat`` needs a tokenizer)
 tokenizer       tokenizer folder for ``chat`` prompts and token counts (default: ``pretrained``)
 max_new_tokens  the generation budget used in max@k's reward (default 3000 = the YAML's ``max_gen_toks``)
-fallback        answer-extraction fallback for ``analysis.verify`` (``last_number`` or none)
+fallback        answer-extraction fallback of ``rspo_core.grading`` (``last_number`` or none)
 
 lm-eval returns text only (no finish reason, no token counts), so with a tokenizer a response is re-tokenised:
 ``num_tokens`` = its token count + 1 (the stop token), and a response of ``>= max_new_tokens`` tokens counts as
-truncated (finish_reason "length", graded incorrect, as in ``analysis.verify``). Without a tokenizer only pass@k is
+truncated (finish_reason "length", graded incorrect, as in ``rspo_core.grading``). Without a tokenizer only pass@k is
 reported (max@k's length-penalised reward needs token counts). The Snakemake path (``analysis.generate``) records
 exact counts; prefer it for numbers you publish.
 """
@@ -35,11 +35,11 @@ try:  # an editable install makes these importable anywhere; otherwise use the c
 except ImportError:  # pragma: no cover - depends on how the repo was installed
     sys.path.insert(0, str(REPO_ROOT))
 
-from analysis.datasets import read_jsonl  # noqa: E402
+from rspo_core.jsonl import read_jsonl  # noqa: E402
 from analysis.metrics import max_at_k, pass_at_k  # noqa: E402
-from analysis.prompts import CHAT_TEMPLATES, format_prompt  # noqa: E402
-from analysis.verify import grade  # noqa: E402
-from rspo_patch.rewards import max_reward  # noqa: E402
+from rspo_core.prompts import CHAT_TEMPLATES, format_prompt  # noqa: E402
+from rspo_core.grading import grade  # noqa: E402
+from rspo_core.rewards import max_reward  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def load_frozen(data_files=None, data_dir: str | None = None, template: str = "q
 
 
 def doc_to_text(doc: dict) -> str:
-    """The prompt of one doc, by ``analysis.prompts.format_prompt`` with the run's template."""
+    """The prompt of one doc, by ``rspo_core.prompts.format_prompt`` with the run's template."""
     tok = load_tokenizer(doc["tokenizer"]) if doc.get("template") in CHAT_TEMPLATES else None
     return format_prompt(doc["question"], doc.get("template") or "qwen_math_cot", tok)
 
@@ -135,7 +135,7 @@ def response_stats(output: str, tokenizer, max_new_tokens: int) -> tuple[str | N
 
 
 def process_results(doc: dict, results: list) -> dict[str, float]:
-    """Grade the doc's n responses with ``analysis.verify.grade`` -> {"pass@k": ..., "max@k": ...} for k in
+    """Grade the doc's n responses with ``rspo_core.grading.grade`` -> {"pass@k": ..., "max@k": ...} for k in
     ``report_ks(n)``; unbiased estimators from ``analysis.metrics``. ``results`` is [[r_1..r_n]] after the
     ``take_first_k`` filter (or [r_1..r_n])."""
     outputs = list(results[0]) if results and isinstance(results[0], (list, tuple)) else list(results)

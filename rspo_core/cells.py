@@ -1,4 +1,4 @@
-"""Experiment grid -> training/evaluation cells, deduplicated across families (pure Python, no Snakemake needed).
+"""The cell grammar: experiment grid -> training/evaluation cells, deduplicated across families (pure Python, no Snakemake needed).
 
 A *family* is one experiment of the paper (main, n-scaling, max@k, ...). It names a grid over
 (model, algo, k, n, reward, seed[, k_schedule]) and the benchmarks its cells are evaluated on:
@@ -31,10 +31,14 @@ import shlex
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from rspo_core.schedules import K_SCHEDULES  # noqa: F401  (re-exported: the grammar's k-schedule suffixes)
+
 CELL_KEYS = ("model", "algo", "k", "n", "reward", "seed")
 GRID_KEYS = CELL_KEYS + ("k_schedule",)
 BASE_ALGO = "base"
-K_SCHEDULES = ("constant", "linear", "cosine")
+# a cell's columns in the tidy tables (analysis.aggregate): ``train_k`` is the cell's k, kept apart from the
+# evaluation k of pass@k
+TABLE_COLUMNS = ("cell", "model", "algo", "train_k", "k_schedule", "n", "reward", "seed")
 
 _CELL_RE = re.compile(
     r"^model~(?P<model>[^/~]+)/algo~(?P<algo>[^/~]+)/k~(?P<k>\d+)(?:-(?P<k_schedule>[a-z]+))?"
@@ -69,6 +73,12 @@ class Cell:
     def as_dict(self) -> dict:
         """JSON-serialisable dict of the cell's fields plus its path."""
         return {**{key: getattr(self, key) for key in GRID_KEYS}, "path": self.path}
+
+    def columns(self) -> dict:
+        """The cell as a table row, keys TABLE_COLUMNS: {cell: path, model, algo, train_k: k, k_schedule, n, reward,
+        seed}."""
+        return {"cell": self.path, "model": self.model, "algo": self.algo, "train_k": self.k,
+                "k_schedule": self.k_schedule, "n": self.n, "reward": self.reward, "seed": self.seed}
 
 
 def parse_cell(path: str) -> Cell:

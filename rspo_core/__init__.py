@@ -1,0 +1,9 @@
+"""The shared core below training (``rspo_patch``) and evaluation (``analysis``).
+
+What both sides must agree on lives here, once: answer grading (:mod:`rspo_core.grading`), prompt templates
+(:mod:`rspo_core.prompts`), reward kinds (:mod:`rspo_core.rewards`), the HF sampler (:mod:`rspo_core.sampler`),
+atomic writes and JSONL reading (:mod:`rspo_core.atomic`, :mod:`rspo_core.jsonl`), the cell grammar
+(:mod:`rspo_core.cells`), k schedules (:mod:`rspo_core.schedules`) and ``KEY=VALUE`` hyperparameters
+(:mod:`rspo_core.hparams`). Modules here import only the standard library, numpy, torch and each other —
+never ``rspo_patch``, ``analysis`` or ``workflow``.
+"""
