@@ -108,11 +108,9 @@ def _tier_spaces(tiers: list[str]) -> dict[str, list[tuple]]:
     return spaces
 
 
-def check_arithmetic_args(*, tiers: list[str] | str, n_train: int, n_test: int, n_clean: int = 0,
-                          n_seen: int = 0) -> list[str]:
-    """The tier list after checking every argument of :func:`make_arithmetic_sets` (tiers, sizes, room in each
-    tier's problem space) without sampling anything; ValueError naming the bad value. The workflow calls it (through
-    ``python -m analysis.datasets``' check_argv) before any job runs."""
+def _plan_sets(tiers: list[str] | str, n_train: int, n_test: int, n_clean: int, n_seen: int):
+    """(tiers, per-split counts per tier, tier spaces) after checking every argument of :func:`make_arithmetic_sets`
+    (tiers, sizes, room in each tier's problem space) without sampling anything; ValueError naming the bad value."""
     tiers = _check_tiers(tiers)
     if min(n_train, n_test, n_clean, n_seen) < 0 or n_train + n_test == 0:
         raise ValueError(f"n_train={n_train}, n_test={n_test}, n_clean={n_clean}, n_seen={n_seen}: expected "
@@ -127,7 +125,15 @@ def check_arithmetic_args(*, tiers: list[str] | str, n_train: int, n_test: int, 
                              f" + {b} test = {a + c + b}")
         if s > a:
             raise ValueError(f"tier {t!r} has {a} training rows; requested n_seen share {s}")
-    return tiers
+    return tiers, counts, spaces
+
+
+def check_arithmetic_args(*, tiers: list[str] | str, n_train: int, n_test: int, n_clean: int = 0,
+                          n_seen: int = 0) -> list[str]:
+    """The tier list after checking every argument of :func:`make_arithmetic_sets` without sampling anything;
+    ValueError naming the bad value. The workflow calls it (through ``python -m analysis.datasets``' check_argv)
+    before any job runs."""
+    return _plan_sets(tiers, n_train, n_test, n_clean, n_seen)[0]
 
 
 def make_arithmetic_sets(
@@ -153,10 +159,7 @@ def make_arithmetic_sets(
     Each set is shuffled with ``random.Random(f"rspo-arith:{seed}:shuffle:{split}")``; ids ``arith-{split}-NNNNN``
     (split: train, test, clean, seen). ValueError, before sampling, on a bad tier or size.
     """
-    tiers = check_arithmetic_args(tiers=tiers, n_train=n_train, n_test=n_test, n_clean=n_clean, n_seen=n_seen)
-    counts = {split: _split_counts(n, len(tiers))
-              for split, n in (("train", n_train), ("clean", n_clean), ("test", n_test), ("seen", n_seen))}
-    spaces = _tier_spaces(tiers)
+    tiers, counts, spaces = _plan_sets(tiers, n_train, n_test, n_clean, n_seen)
     sets: dict[str, list[dict]] = {"train": [], "clean": [], "test": []}
     for i, t in enumerate(tiers):
         a, c, b = counts["train"][i], counts["clean"][i], counts["test"][i]

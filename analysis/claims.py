@@ -257,17 +257,9 @@ def stat_n_scaling(curves: Curves, base: dict, *, algo: str = "rspo_pass") -> di
 
 
 def stat_alike(curves: Curves, base: dict, *, algo: str = "grpo", reference: str = "pg") -> dict:
-    """C10: curve mean of algo minus that of reference at the same n (both k-free: training k 1)."""
-    terms = defaultdict(list)
-    for methods in curves.values():
-        for (a, tk, n), by_seed in methods.items():
-            ref = methods.get((reference, tk, n)) if a == algo else None
-            for seed, c in by_seed.items():
-                if ref and seed in ref:
-                    d = curve_mean_diff(c, ref[seed])
-                    if d is not None:
-                        terms[seed].append(d)
-    return _collect(terms)
+    """C10: curve mean of algo minus that of reference at the same n (both k-free: training k 1) -- the paired
+    difference of :func:`stat_above`; C10's verdict (equivalence) differs, not its statistic."""
+    return stat_above(curves, base, better=algo, worse=reference)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
