@@ -27,6 +27,11 @@ from rspo_core.atomic import write_text_atomic
 from rspo_core.cells import TABLE_COLUMNS, Cell, eval_targets, family_cells, unique_cells
 
 MANIFEST_VERSION = 2
+# Family names of the paper's experiments that configs may spell differently (first = the default config's name).
+# The larger model's repetition of the main comparison (Figure 9, claim C7): `main_large` in config/config.yaml
+# (the ~4M char model), `main_7b` in config/paper.yaml (Qwen2.5-Math-7B).
+LARGER_MODEL_FAMILIES = ("main_large", "main_7b", "7b")
+N_SCALING_FAMILIES = ("n_scaling", "nscale")
 
 
 def registry_uses_k(algo: str) -> bool:

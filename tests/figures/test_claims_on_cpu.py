@@ -100,7 +100,7 @@ def test_one_seed_and_not_run(claims):
     c6 = claims.loc["C6"]  # only seed 0 has n = 4: one paired difference n8 - n4 = 0.03, no interval
     assert c6["verdict"] == "inconclusive" and c6["n_seeds"] == 1 and c6["per_seed"] == "0:+0.0300"
     assert np.isnan(c6["ci_low"]) and c6["note"] == "one seed: no interval"
-    assert claims.loc["C7", "verdict"] == "not run" and "no family main_7b" in claims.loc["C7", "note"]
+    assert claims.loc["C7", "verdict"] == "not run" and "no family main_large / main_7b" in claims.loc["C7", "note"]
     assert claims.loc["C8", "verdict"] == "not run" and "no rows" in claims.loc["C8", "note"]
     assert set(claims["verdict"]) == {"reproduced", "not reproduced", "inconclusive", "not run"}
 

@@ -29,11 +29,11 @@ def data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def base_model(data, tmp_path_factory):
-    """A small model pre-trained for 40 steps on 1-digit addition (band [0, 1]: stop at the first evaluation)."""
+    """A small model pre-trained for a fixed budget of 40 steps on 1-digit addition (logged pass@1 at step 20)."""
     out = tmp_path_factory.mktemp("models") / "tiny"
-    summary = pretrain(str(data / "train.jsonl"), str(data / "test.jsonl"), str(out), target_pass1=(0.0, 1.0),
-                       batch_size=64, lr=3e-3, warmup_steps=5, max_steps=40, eval_every=40, eval_samples=2,
-                       max_new_tokens=3, progress=False, model_kwargs=SMALL)
+    summary = pretrain(str(data / "train.jsonl"), str(data / "test.jsonl"), str(out), steps=40,
+                       expect_pass1=(0.0, 1.0), batch_size=64, lr=3e-3, warmup_steps=5, min_lr_ratio=1.0,
+                       eval_every=20, eval_samples=2, max_new_tokens=3, progress=False, model_kwargs=SMALL)
     return out, summary
 
 
@@ -62,24 +62,49 @@ def test_pretrain_writes_a_loadable_hf_folder(base_model, data):
     assert model.config.num_hidden_layers == 2
     lines = [json.loads(x) for x in open(out / "pretrain_log.jsonl")]
     assert [r["step"] for r in lines] == list(range(1, 41))
-    assert "pass@1" in lines[-1] and lines[-1]["loss"] < lines[0]["loss"]
-    assert summary["reached_target"] and summary["step"] == 40
+    assert [r["step"] for r in lines if "pass@1" in r] == [20, 40]  # every eval_every steps and at the end
+    assert lines[-1]["loss"] < lines[0]["loss"]
+    assert summary["steps"] == 40 and summary["in_expected_range"] is True
     assert summary["heldout_pass@1"] == lines[-1]["pass@1"]
+    lrs = [r["lr"] for r in lines]  # the lr each step used: warm-up to 3e-3 over 5 steps, then constant (ratio 1)
+    assert lrs[:5] == pytest.approx([3e-3 * (i + 1) / 5 for i in range(5)]) and lrs[5:] == pytest.approx([3e-3] * 35)
+
+
+def test_pretrain_lr_schedule_is_warmup_then_cosine_to_the_floor():
+    """lr_factor against the closed form written out by hand: 4 warm-up steps, cosine over steps 4..12 to 0.1."""
+    from rspo_patch.pretrain import lr_factor
+
+    f = [lr_factor(s, steps=13, warmup_steps=4, min_lr_ratio=0.1) for s in range(13)]
+    assert f[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    # t = (s - 4) / 8: s = 4 -> 1.0; s = 8 (t = 1/2) -> 0.1 + 0.9 * 0.5; s = 6 (t = 1/4) -> 0.1 + 0.9 * (1 + 0.7071) / 2
+    assert f[4] == pytest.approx(1.0) and f[8] == pytest.approx(0.55) and f[12] == pytest.approx(0.1)
+    assert f[6] == pytest.approx(0.1 + 0.9 * (1 + 2 ** -0.5) / 2)
+    assert all(a >= b for a, b in zip(f[4:], f[5:]))
+
+
+def test_pretrain_flags_a_final_pass1_outside_the_expected_range(data, tmp_path, caplog):
+    """A start outside the documented range is saved (the budget is the recipe) but flagged in the summary + log."""
+    summary = pretrain(str(data / "train.jsonl"), str(data / "test.jsonl"), str(tmp_path / "m"), steps=2,
+                       expect_pass1=(0.99, 1.0), batch_size=8, warmup_steps=1, eval_every=0, eval_samples=1,
+                       eval_problems=4, max_new_tokens=3, progress=False, model_kwargs=SMALL)
+    assert summary["in_expected_range"] is False and summary["expect_pass1"] == [0.99, 1.0]
+    assert (tmp_path / "m" / "config.json").exists()
+    assert "outside the expected range" in caplog.text
 
 
 def test_pretrain_is_bit_reproducible(base_model, data, tmp_path):
     out, _ = base_model
     again = tmp_path / "again"
-    pretrain(str(data / "train.jsonl"), str(data / "test.jsonl"), str(again), target_pass1=(0.0, 1.0),
-             batch_size=64, lr=3e-3, warmup_steps=5, max_steps=40, eval_every=40, eval_samples=2, max_new_tokens=3,
-             progress=False, model_kwargs=SMALL)
+    pretrain(str(data / "train.jsonl"), str(data / "test.jsonl"), str(again), steps=40, expect_pass1=(0.0, 1.0),
+             batch_size=64, lr=3e-3, warmup_steps=5, min_lr_ratio=1.0, eval_every=20, eval_samples=2,
+             max_new_tokens=3, progress=False, model_kwargs=SMALL)
     a, b = _state(out), _state(again)
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_pretrain_rejects_bad_band(data, tmp_path):
-    with pytest.raises(ValueError, match="target-pass1"):
-        pretrain(str(data / "train.jsonl"), str(data / "test.jsonl"), str(tmp_path / "x"), target_pass1=(0.6, 0.1))
+def test_pretrain_rejects_bad_range(data, tmp_path):
+    with pytest.raises(ValueError, match="expect-pass1"):
+        pretrain(str(data / "train.jsonl"), str(data / "test.jsonl"), str(tmp_path / "x"), expect_pass1=(0.6, 0.1))
 
 
 def test_end_to_end_rl_run_trains_and_writes_outputs(base_model, data, tmp_path):
@@ -345,8 +370,9 @@ def test_trainer_stops_at_chat_turn_end_tokens_like_evaluation(data, tmp_path):
     (train_local, ["--model", "M", "--data", "D", "--out", "O", "--stpes", "20"], "unrecognized arguments: --stpes"),
     (train_local, ["--model", "M", "--data", "D", "--out", "O", "--steps", "0"], "--steps must be >= 1, got 0"),
     (train_local, ["--model", "M", "--data", "D", "--out", "O", "--temperature", "-1"], "--temperature must be > 0"),
-    ("pretrain", ["--train", "T", "--heldout", "H", "--out", "O", "--max-steps", "0"], "--max-steps must be >= 1"),
-    ("pretrain", ["--train", "T", "--heldout", "H", "--out", "O", "--target-pass1", "0.6", "0.1"], "target-pass1"),
+    ("pretrain", ["--train", "T", "--heldout", "H", "--out", "O", "--steps", "0"], "--steps must be >= 1"),
+    ("pretrain", ["--train", "T", "--heldout", "H", "--out", "O", "--expect-pass1", "0.6", "0.1"], "expect-pass1"),
+    ("pretrain", ["--train", "T", "--heldout", "H", "--out", "O", "--min-lr-ratio", "2"], "min-lr-ratio"),
 ])
 def test_check_argv_names_the_bad_flag_without_reading_paths(module, argv, match):
     """The workflow checks every config-driven command line with the module's own check_argv before any job."""

@@ -63,8 +63,13 @@ rule prepare_benchmark:
         "python -m analysis.datasets prepare {wildcards.bench} {output.data} --audit {output.audit} > {log} 2>&1"
 
 
+def _pretrain_threads(wildcards):
+    """Cores of one pre-training job: the model's pretrain_args.threads, else 2."""
+    return int((MODELS[wildcards.model].get("pretrain_args") or {}).get("threads") or 2)
+
+
 rule pretrain_model:
-    """Pre-train the tiny char-level Llama on the arithmetic train set until held-out pass@1 enters its band."""
+    """Pre-train a char-level Llama on the arithmetic train set for its fixed budget of steps (pretrain_args)."""
     input:
         train=f"{R}/data/arithmetic_train.jsonl",
         heldout=f"{R}/data/arithmetic.jsonl",
@@ -74,7 +79,9 @@ rule pretrain_model:
         f"{LOGS}/models/{{model}}.log",
     wildcard_constraints:
         model=_names_regex(PRETRAINED),
-    threads: max(2, TR.get("threads", 2))  # alone on the critical path: every cell waits for it
+    # pretrain_args.threads if set (a larger model pre-trained on 1 core beside the first model's RL cells), else 2:
+    # the first model is alone on the critical path (every cell waits for it)
+    threads: _pretrain_threads
     priority: 100
     resources:
         mem_mb=4000,
@@ -106,3 +113,19 @@ rule fetch_model:
         command=_fetch_command,
     shell:
         "python -m analysis.models {params.command} --out {output} > {log} 2>&1"
+
+
+rule base_models_table:
+    """The starting points of RL: one row per pre-trained model (budget, held-out pass@1, documented range)."""
+    input:
+        [f"{R}/models/{m}" for m in PRETRAINED],
+    output:
+        f"{R}/tables/base_models.csv",
+    log:
+        f"{LOGS}/base_models.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    shell:
+        "python -m analysis.base_models --models {input} --out {output} > {log} 2>&1"

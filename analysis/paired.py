@@ -1,0 +1,79 @@
+"""Per-seed values and paired differences of the methods of a family: ``results/tables/paired.csv``.
+
+For every family of the manifest with more than one seed (the default config's ``main`` and ``contamination``), every
+benchmark, metric (pass@k / max@k) and evaluation k, and every pair of methods the paper compares:
+
+    rspo_pass  - baseline   at the same training k and n   (Figure 6, claim C1)
+    rspo_pass  - pg         at the same n                  (RSPO vs the risk-neutral objective)
+    baseline   - pg         at the same n                  (the hitchhiking baseline vs pg)
+    rspo_max   - baseline   at the same training k and n   (Max@k, Figure 11)
+
+the row holds each seed's two values and their difference (paired: same seed, hence same base model and the same
+evaluation seed; rows of a seed where either cell is missing are left out), and the 95% t-interval over seeds of the
+mean difference (``analysis.stats.t_interval``; NaN bounds with one seed).
+
+Columns: family, benchmark, metric, k, method_a, method_b, train_k, n, seeds (``0;1;2``), values_a, values_b,
+diffs (``seed:value;...``), mean_diff, ci_low, ci_high, n_seeds.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from analysis.stats import t_interval
+
+# (better, worse, same training k?) pairs compared within a seed; pg ignores k (train_k 1)
+PAIRS = (("rspo_pass", "baseline", True), ("rspo_pass", "pg", False), ("baseline", "pg", False),
+         ("rspo_max", "baseline", True))
+PAIRED_COLUMNS = ("family", "benchmark", "metric", "k", "method_a", "method_b", "train_k", "n", "seeds", "values_a",
+                  "values_b", "diffs", "mean_diff", "ci_low", "ci_high", "n_seeds")
+
+
+def _fmt(values) -> str:
+    return ";".join(f"{v:.6g}" for v in values)
+
+
+def _family_frame(metrics: pd.DataFrame, cells: list[str], benches: list[str]) -> pd.DataFrame:
+    """Rows of ``metrics`` (pass@k + max@k rows, tidy) for the family's constant-k cells and benchmarks."""
+    rows = metrics[metrics["cell"].isin(cells) & metrics["benchmark"].isin(benches)]
+    return rows[rows["k_schedule"] == "constant"]
+
+
+def paired_rows(rows: pd.DataFrame, family: str) -> list[dict]:
+    """The paired-difference rows of one family (``rows``: its tidy metric rows, several seeds)."""
+    out = []
+    keys = ["benchmark", "metric", "k", "n", "reward"]
+    for (bench, metric, k, n, reward), g in rows.groupby(keys, sort=True):
+        for a, b, same_k in PAIRS:
+            ga, gb = g[g["algo"] == a], g[g["algo"] == b]
+            if ga.empty or gb.empty:
+                continue
+            for tk in sorted(ga["train_k"].unique()):
+                sa = ga[ga["train_k"] == tk].set_index("seed")["value"]
+                bk = gb[gb["train_k"] == tk] if same_k else gb
+                if same_k is False and bk["train_k"].nunique() > 1:  # pg has one k; anything else: skip
+                    continue
+                sb = bk.set_index("seed")["value"]
+                seeds = sorted(set(sa.index) & set(sb.index))
+                if len(seeds) < 2:
+                    continue
+                diffs = [float(sa[s] - sb[s]) for s in seeds]
+                mean, lo, hi, s = t_interval(diffs)
+                out.append({"family": family, "benchmark": bench, "metric": metric, "k": int(k), "method_a": a,
+                            "method_b": b, "train_k": int(tk), "n": int(n), "seeds": ";".join(map(str, seeds)),
+                            "values_a": _fmt(sa[s] for s in seeds), "values_b": _fmt(sb[s] for s in seeds),
+                            "diffs": ";".join(f"{s}:{d:.6g}" for s, d in zip(seeds, diffs)), "mean_diff": mean,
+                            "ci_low": lo, "ci_high": hi, "n_seeds": s})
+    return out
+
+
+def paired_table(metrics: pd.DataFrame, manifest: dict) -> pd.DataFrame:
+    """paired.csv: :func:`paired_rows` of every manifest family whose cells span two or more seeds."""
+    out = []
+    if not metrics.empty:
+        for name, fam in (manifest.get("families") or {}).items():
+            cells = [c["cell"] for c in fam["cells"] if c["algo"] != "base"]
+            if len({c["seed"] for c in fam["cells"] if c["algo"] != "base"}) < 2:
+                continue
+            out += paired_rows(_family_frame(metrics, cells, list(fam["benchmarks"])), name)
+    return pd.DataFrame(out, columns=list(PAIRED_COLUMNS))
