@@ -300,6 +300,34 @@ def test_yaml_syntax_error_names_line_and_column(tmp_path):
         checks.load_yaml_config(bad)
 
 
+def test_configfile_with_a_yaml_syntax_error_stops_snakemake_and_the_preflight_names_line_and_column(tmp_path):
+    """Snakemake reads a --configfile itself, before the Snakefile runs, and its syntax error has no file, line or
+    column (snakemake/common/configfile.py _load_configfile, Snakemake 9.27): the run stops before any job, and
+    `python -m workflow.lib.checks FILE` (config/README.md) prints the one line Snakemake cannot."""
+    import subprocess
+    import sys
+
+    text = "results: results\nmodels:\n  tiny: {source: pretrain\n  other: 1\n"  # the flow mapping never closes
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    res = _snakemake_cli("--cores", "1", "--directory", str(tmp_path / "wd"), "--configfile", str(bad))
+    assert res.returncode != 0
+    assert "Config file is not valid JSON or YAML" in res.stdout + res.stderr, res.stderr[-2000:]
+    assert not (tmp_path / "wd" / "results").exists()  # nothing ran
+
+    pre = subprocess.run([sys.executable, "-m", "workflow.lib.checks", str(bad)], cwd=REPO, capture_output=True,
+                         text=True, timeout=120)
+    assert pre.returncode == 1 and pre.stdout == ""
+    column = text.splitlines()[3].index(":") + 1  # the parser meets `other:` where a ',' or '}' must come
+    assert pre.stderr.splitlines() == [
+        f"config error: {bad}:4:{column}: YAML syntax error: expected ',' or '}}', but got ':'"], pre.stderr
+
+    shipped = sorted(str(p) for p in (REPO / "config").glob("*.yaml"))
+    ok = subprocess.run([sys.executable, "-m", "workflow.lib.checks", *shipped], cwd=REPO, capture_output=True,
+                        text=True, timeout=120)
+    assert ok.returncode == 0 and ok.stdout + ok.stderr == "", ok.stderr
+
+
 def test_schema_enums_agree_with_the_constants_they_name(schema):
     """Each concept is defined once in code; the schema's enums must name exactly those values."""
     from analysis.generate import BACKENDS

@@ -15,22 +15,14 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from wf_helpers import REPO
+from wf_helpers import REPO, snakemake_cmd
 
-MICRO = REPO / "tests" / "workflow" / "micro" / "config.yaml"
 CELL = "model~tiny/algo~rspo_pass/k~2/n~4/reward~pass/seed~0"
 STEPS = 20  # micro config train.args.steps
-
-
-def _snakemake(wd: Path, *args: str) -> list[str]:
-    # cwd = the repo: profiles/default (rerun-incomplete, rerun-triggers) is picked up from there, as for a user
-    return [sys.executable, "-m", "snakemake", "--directory", str(wd), "--cores", "2", *args,
-            "--configfile", str(MICRO)]
 
 
 def _checkpoints(wd: Path) -> list[Path]:
@@ -46,7 +38,7 @@ def test_micro_run_killed_mid_training_resumes_and_builds_every_figure(tmp_path)
 
     # --- 1. run until the first checkpoint of the cell, then kill everything (SIGKILL: no clean-up) ----------------
     with open(tmp_path / "run1.log", "w") as out:
-        proc = subprocess.Popen(_snakemake(wd, str(train_log.relative_to(wd))), cwd=REPO, stdout=out,
+        proc = subprocess.Popen(snakemake_cmd(wd, str(train_log.relative_to(wd))), cwd=REPO, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.time() + 900
         try:
@@ -62,8 +54,8 @@ def test_micro_run_killed_mid_training_resumes_and_builds_every_figure(tmp_path)
     assert not train_log.exists()
 
     # --- 2. unlock, rerun everything ------------------------------------------------------------------------------
-    subprocess.run(_snakemake(wd, "--unlock"), cwd=REPO, check=True, capture_output=True)
-    run2 = subprocess.run(_snakemake(wd), cwd=REPO, capture_output=True, text=True)
+    subprocess.run(snakemake_cmd(wd, "--unlock"), cwd=REPO, check=True, capture_output=True)
+    run2 = subprocess.run(snakemake_cmd(wd), cwd=REPO, capture_output=True, text=True)
     assert run2.returncode == 0, run2.stdout[-4000:] + run2.stderr[-4000:]
 
     # the killed cell resumed from its checkpoint instead of starting over, and its log has every step once
@@ -91,5 +83,5 @@ def test_micro_run_killed_mid_training_resumes_and_builds_every_figure(tmp_path)
     assert (wd / "results" / "report.html").stat().st_size > 0
 
     # a second run has nothing to do
-    dry = subprocess.run(_snakemake(wd, "-n"), cwd=REPO, capture_output=True, text=True)
+    dry = subprocess.run(snakemake_cmd(wd, "-n"), cwd=REPO, capture_output=True, text=True)
     assert "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout[-2000:]

@@ -13,6 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 SNAKEFILE = REPO / "Snakefile"
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 LIB = REPO / "workflow" / "lib"
+MICRO = REPO / "tests" / "workflow" / "micro" / "config.yaml"  # the micro config of the real Snakemake runs
 if str(LIB) not in sys.path:
     sys.path.insert(0, str(LIB))
 
@@ -65,6 +66,14 @@ def dry_run(configfile: str, targets: tuple[str, ...] = ()) -> DryRun:
 def dryrun_jobs(configfile: Path, workdir: Path, targets: set[str] | None = None) -> Counter:
     """Dry-run the workflow in-process (uncached); return the number of jobs per rule."""
     return _dry_run(Path(configfile), Path(workdir), tuple(sorted(targets or ()))).jobs
+
+
+def snakemake_cmd(wd: Path, *args: str, configfile: Path = MICRO) -> list[str]:
+    """`python -m snakemake` on the working directory ``wd`` with 2 cores. Run it with cwd=REPO: profiles/default
+    (rerun-incomplete, rerun-triggers) is picked up from there, as for a user. --configfile comes last (it takes
+    every value up to the next option, targets included)."""
+    return [sys.executable, "-m", "snakemake", "--directory", str(wd), "--cores", "2", *args,
+            "--configfile", str(configfile)]
 
 
 FAKE_SBATCH = """#!/bin/sh

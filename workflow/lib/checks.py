@@ -331,3 +331,38 @@ def load_yaml_config(path: str | os.PathLike) -> dict:
     if not isinstance(data, dict):
         _fail(str(path), f"expected a mapping of config keys at the top level, got {type(data).__name__}")
     return data
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Pre-flight of a --configfile: the YAML syntax check Snakemake cannot report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m workflow.lib.checks FILE...``: 0 if every file is YAML with a mapping at the top level, else 1 with
+    one ``config error: FILE:LINE:COLUMN: YAML syntax error: ...`` line per bad file on stderr.
+
+    Snakemake 9 reads a ``--configfile`` (from the command line or a profile) itself, before the Snakefile runs, and
+    reports a syntax error as "Config file is not valid JSON or YAML" with no file, line or column
+    (snakemake/common/configfile.py ``_load_configfile``); this reader names them. Every other check (schema, cells,
+    each CLI's flags) runs in the workflow itself: ``snakemake -n --configfile FILE``.
+    """
+    import argparse
+    import sys
+
+    p = argparse.ArgumentParser(prog="python -m workflow.lib.checks", description=main.__doc__.split("\n")[0])
+    p.add_argument("files", nargs="+", help="config YAML files (as given to --configfile)")
+    bad = 0
+    for path in p.parse_args(argv).files:
+        try:
+            load_yaml_config(path)
+        except ConfigError as e:
+            print(e, file=sys.stderr)
+            bad += 1
+        except OSError as e:
+            print(f"config error: {path}: cannot read it ({e.strerror})", file=sys.stderr)
+            bad += 1
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
