@@ -43,8 +43,8 @@ def _run(cmd: list[str]) -> None:
 @pytest.mark.timeout(900)
 def test_generate_killed_with_snakemake_resumes_from_its_partial_file_and_ends_identical(tmp_path):
     cfg = load_yaml(MICRO)
-    # any base model will do: pre-train 2 steps of 16 sequences, one held-out check on 4 problems (pass@1 band [0, 1])
-    cfg["models"]["tiny"]["pretrain_args"].update(max_steps=2, eval_every=2, eval_problems=4, batch_size=16)
+    # any base model will do: pre-train 2 steps of 16 sequences, one held-out check on 4 problems at the end
+    cfg["models"]["tiny"]["pretrain_args"].update(steps=2, eval_every=0, eval_problems=4, batch_size=16)
     cfg["eval"]["n_per_benchmark"] = {BENCH: N}
     cfg["eval"]["generate_args"] = {"batch_size": N}  # N rows per call: one problem per call and per append
     config = tmp_path / "config.yaml"
