@@ -82,6 +82,24 @@ def test_pretrain_lr_schedule_is_warmup_then_cosine_to_the_floor():
     assert all(a >= b for a, b in zip(f[4:], f[5:]))
 
 
+def test_pretrain_stops_at_the_first_check_reaching_the_threshold(data, tmp_path):
+    """--stop-at-pass1: a threshold never reached runs the whole budget (flagged); the pass@1 logged at a check, used
+    as the threshold of an identical run, stops that run exactly there (same seed: the same trajectory)."""
+    kw = dict(steps=40, batch_size=64, lr=3e-3, warmup_steps=5, eval_every=10, eval_samples=2, max_new_tokens=3,
+              progress=False, model_kwargs=SMALL)
+    full = pretrain(str(data / "train.jsonl"), str(data / "test.jsonl"), str(tmp_path / "full"), stop_at_pass1=1.0,
+                    **kw)
+    assert full["steps"] == 40 and full["reached_threshold"] is False
+    checks = [json.loads(x) for x in open(tmp_path / "full" / "pretrain_log.jsonl") if "pass@1" in x]
+    assert [r["step"] for r in checks] == [10, 20, 30, 40]
+    first = next(r for r in checks if r["pass@1"] > 0)  # a weak model answers some 1-digit sums by step 40
+    stopped = pretrain(str(data / "train.jsonl"), str(data / "test.jsonl"), str(tmp_path / "stop"),
+                       stop_at_pass1=first["pass@1"], **kw)
+    assert stopped["steps"] == first["step"] and stopped["reached_threshold"] is True
+    assert stopped["heldout_pass@1"] == first["pass@1"]
+    assert len(open(tmp_path / "stop" / "pretrain_log.jsonl").readlines()) == first["step"]
+
+
 def test_pretrain_flags_a_final_pass1_outside_the_expected_range(data, tmp_path, caplog):
     """A start outside the documented range is saved (the budget is the recipe) but flagged in the summary + log."""
     summary = pretrain(str(data / "train.jsonl"), str(data / "test.jsonl"), str(tmp_path / "m"), steps=2,
@@ -373,6 +391,8 @@ def test_trainer_stops_at_chat_turn_end_tokens_like_evaluation(data, tmp_path):
     ("pretrain", ["--train", "T", "--heldout", "H", "--out", "O", "--steps", "0"], "--steps must be >= 1"),
     ("pretrain", ["--train", "T", "--heldout", "H", "--out", "O", "--expect-pass1", "0.6", "0.1"], "expect-pass1"),
     ("pretrain", ["--train", "T", "--heldout", "H", "--out", "O", "--min-lr-ratio", "2"], "min-lr-ratio"),
+    ("pretrain", ["--train", "T", "--heldout", "H", "--out", "O", "--stop-at-pass1", "0.1", "--eval-every", "0"],
+     "stop-at-pass1"),
 ])
 def test_check_argv_names_the_bad_flag_without_reading_paths(module, argv, match):
     """The workflow checks every config-driven command line with the module's own check_argv before any job."""
