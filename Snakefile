@@ -31,6 +31,9 @@ if not workflow.overwrite_configfiles:
     update_config(config, workflow.config_settings.overwrite_config)  # --config wins, as with `configfile:`
 
 
+report: "workflow/report/workflow.rst"  # `snakemake --report report.html` (or .zip): figures, tables, claims
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"

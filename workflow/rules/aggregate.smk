@@ -26,17 +26,29 @@ rule effective_config:
             fh.write(f"{len(TRAINED)} trained cells, {sum(map(len, EVAL.values()))} evaluations\n")
 
 
+def _table_report(name, subcategory, what):
+    """{R}/tables/{name} flagged as an item of Snakemake's report: category Tables, the given subcategory, caption
+    workflow/report/{stem}.rst (stem = name without .csv), label columns table (the file name) and what."""
+    stem = name.removesuffix(".csv")
+    return report(f"{R}/tables/{name}", caption=f"../report/{stem}.rst", category="Tables", subcategory=subcategory,
+                  labels={"table": name, "what": what})
+
+
 rule aggregate:
-    """Tidy tables: passk.csv, maxk.csv (one row per cell, benchmark, k), train_curves.csv (per cell and step) and
-    gaps.csv (evaluation points a cell lacks although the other cells of its benchmark have them)."""
+    """Tidy tables: passk.csv, maxk.csv (one row per cell, benchmark, k), train_curves.csv (per cell and step),
+    gaps.csv (evaluation points a cell lacks although the other cells of its benchmark have them) and the summaries
+    passk_summary.csv, maxk_summary.csv (per benchmark and method: mean over seeds [95% CI] at each k). Every CSV is an
+    item of Snakemake's report (category Tables), captioned by workflow/report/<table>.rst."""
     input:
         metrics=eval_files(main_eval_pairs()),
         train_logs=[f"{R}/train/{c.path}/train_log.jsonl" for c in TRAINED],
     output:
-        passk=f"{R}/tables/passk.csv",
-        maxk=f"{R}/tables/maxk.csv",
-        curves=f"{R}/tables/train_curves.csv",
-        gaps=f"{R}/tables/gaps.csv",
+        passk=_table_report("passk.csv", "Metrics", "Pass@k per cell, benchmark and k"),
+        maxk=_table_report("maxk.csv", "Metrics", "Max@k per cell, benchmark and k"),
+        passk_summary=_table_report("passk_summary.csv", "Summaries", "Pass@k: mean over seeds [95% CI]"),
+        maxk_summary=_table_report("maxk_summary.csv", "Summaries", "Max@k: mean over seeds [95% CI]"),
+        curves=_table_report("train_curves.csv", "Training", "training log per cell and step"),
+        gaps=_table_report("gaps.csv", "Checks", "evaluation points a cell lacks"),
     log:
         f"{LOGS}/aggregate.log",
     params:
@@ -61,7 +73,13 @@ rule claims:
         curves=f"{R}/tables/train_curves.csv",
         cells=f"{R}/cells.json",
     output:
-        f"{R}/tables/claims.csv",
+        report(
+            f"{R}/tables/claims.csv",
+            caption="../report/claims.rst",
+            category="Claims",
+            subcategory="§5 of the paper",
+            labels={"table": "claims.csv", "what": "each claim C1-C10 of the paper's §5 with its verdict"},
+        ),
     log:
         f"{LOGS}/claims.log",
     params:

@@ -19,9 +19,7 @@ def figure_targets():
 
 
 def _figure_inputs(wildcards):
-    needs = FIGURE_NEEDS.get(wildcards.fig)
-    if needs is None:
-        raise WorkflowError(f"unknown figure {wildcards.fig!r}; expected one of {', '.join(FIGURE_NEEDS)}")
+    needs = _figure_spec(wildcards)["needs"]
     inputs = {}
     if needs == "tables":
         inputs["tables"] = TABLES
@@ -29,6 +27,44 @@ def _figure_inputs(wildcards):
     elif needs == "bandit":
         inputs["bandit"] = BANDIT_JSON
     return inputs
+
+
+FIGURE_KINDS = {  # needs -> the figure's subcategory in Snakemake's report (snakemake --report)
+    "tables": "From the runs",
+    "analytic": "Analytic",
+    "bandit": "Toy policy lab",
+}
+
+
+def _rst_text(text):
+    """text with rST's inline markup characters (backslash, *, `, |, _) backslash-escaped, shown verbatim in a
+    report caption."""
+    return re.sub(r"([\\*`|_])", r"\\\1", text)
+
+
+def _figure_spec(wildcards):
+    """FIGURES[fig] of analysis.figures; an unknown name is a WorkflowError naming the known ones."""
+    if wildcards.fig not in FIGURE_NEEDS:
+        raise WorkflowError(f"unknown figure {wildcards.fig!r}; expected one of {', '.join(FIGURE_NEEDS)}")
+    return FIGURES[wildcards.fig]
+
+
+def _figure_report_labels(wildcards):
+    """Columns of the figure's row in Snakemake's report: name and the paper figure it reproduces (or "-")."""
+    paper = _figure_spec(wildcards)["paper_figure"]
+    return {"figure": wildcards.fig, "paper figure": f"Fig. {paper}" if paper else "-"}
+
+
+def _figure_report(ext):
+    """{R}/figures/{fig}.{ext} flagged as an item of Snakemake's report: category Figures, subcategory
+    FIGURE_KINDS[needs], caption workflow/report/figure.rst, label columns figure, paper figure, format."""
+    return report(
+        f"{R}/figures/{{fig}}.{ext}",
+        caption="../report/figure.rst",
+        category="Figures",
+        subcategory=lambda wc: FIGURE_KINDS[_figure_spec(wc)["needs"]],
+        labels=lambda wc: {**_figure_report_labels(wc), "format": ext.upper()},
+    )
 
 
 def _figure_flags(wildcards, input):
@@ -52,18 +88,24 @@ rule bandit:
 
 
 rule figure:
-    """One figure: PDF + PNG + JSON sidecar (config, inputs, cells used, missing cells)."""
+    """One figure: PDF + PNG + JSON sidecar (config, inputs, cells used, missing cells). PNG and PDF are items of
+    Snakemake's report (category Figures, subcategory FIGURE_KINDS[needs]); their caption, workflow/report/figure.rst,
+    renders the registry's caption from params (defined once, in analysis.figures)."""
     input:
         unpack(_figure_inputs),
     output:
-        pdf=f"{R}/figures/{{fig}}.pdf",
-        png=f"{R}/figures/{{fig}}.png",
+        pdf=_figure_report("pdf"),
+        png=_figure_report("png"),
         sidecar=f"{R}/figures/{{fig}}.json",
     log:
         f"{LOGS}/figures/{{fig}}.log",
     params:
         out=f"{R}/figures",
         flags=_figure_flags,
+        # read by the report caption workflow/report/figure.rst (not by the command)
+        needs=lambda wc: _figure_spec(wc)["needs"],
+        paper_figure=lambda wc: _figure_spec(wc)["paper_figure"] or "",
+        caption=lambda wc: _rst_text(_figure_spec(wc)["caption"]),
     threads: 1
     resources:
         mem_mb=2000,
