@@ -29,6 +29,10 @@ log = logging.getLogger("analysis.report")
 
 SUMMARY_TABLES = (("passk_summary.csv", "Pass@k per benchmark (mean over seeds, 95% CI)"),
                   ("maxk_summary.csv", "Max@k per benchmark (mean over seeds, 95% CI)"))
+# shown when the run wrote them: the RL starting points (analysis.base_models) and the paired differences over seeds
+# (analysis.paired)
+OPTIONAL_TABLES = (("base_models.csv", "Starting points: the pre-trained models (held-out pass@1 at the start of RL)"),
+                   ("paired.csv", "Paired differences over seeds (per-seed values, mean difference, 95% t-interval)"))
 TRAIN_COLUMNS = ("reward_mean", "pass_rate", "entropy", "frac_zero_weight", "tokens_per_s", "wall_time")
 
 CSS = """
@@ -189,6 +193,12 @@ def render(fig_dir: Path, tables_dir: Path, *, config: Path | None = None) -> st
     parts.append('<h2 id="tables">Tables</h2>')
     parts.append(gaps_html(tables_dir))
     any_table = False
+    for fname, title in OPTIONAL_TABLES:
+        path = tables_dir / fname
+        df = pd.read_csv(path) if path.is_file() and path.stat().st_size else None
+        if df is not None and not df.empty:
+            parts.append(_table_html(df, title, fname.replace(".csv", "")))
+            any_table = True
     for fname, title in SUMMARY_TABLES:
         path = tables_dir / fname
         if path.is_file():

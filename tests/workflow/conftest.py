@@ -14,7 +14,49 @@ for p in (HERE, HERE.parents[1] / "workflow" / "lib"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
-from wf_helpers import FAKE_SBATCH, FAKE_TOOL  # noqa: E402
+from wf_helpers import FAKE_SBATCH, FAKE_TOOL, MICRO_CELL, MICRO_STEPS, REPO, snakemake_cmd  # noqa: E402
+
+
+def _checkpoints(wd: Path) -> list[Path]:
+    ckpt = wd / "results" / "ckpt" / MICRO_CELL
+    return sorted(p for p in ckpt.glob("step_*") if p.is_dir()) if ckpt.is_dir() else []
+
+
+@pytest.fixture(scope="session")
+def micro_run_killed_and_resumed(tmp_path_factory) -> tuple[Path, list[int]]:
+    """The ONE real end-to-end micro run of the suite, shared by test_e2e_micro_on_cpu (what it produced) and
+    test_snakemake_report_on_cpu (Snakemake's report of it): (workdir, checkpoint steps present at the kill).
+
+    1. `snakemake` on one training cell, SIGKILL of the whole process group as soon as the trainer has written its
+       first checkpoint (a crash in the middle of training: no clean-up by Snakemake);
+    2. `snakemake --unlock`, then `snakemake --cores 2` (default target) to the end."""
+    import signal
+    import subprocess
+    import time
+
+    tmp = tmp_path_factory.mktemp("micro-e2e")
+    wd = tmp / "wd"
+    wd.mkdir()
+    train_log = wd / "results" / "train" / MICRO_CELL / "train_log.jsonl"
+    with open(tmp / "run1.log", "w") as out:
+        proc = subprocess.Popen(snakemake_cmd(wd, str(train_log.relative_to(wd))), cwd=REPO, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.time() + 900
+        try:
+            while not _checkpoints(wd):
+                assert proc.poll() is None, (tmp / "run1.log").read_text()[-3000:]
+                assert time.time() < deadline, "no checkpoint written in time"
+                time.sleep(0.05)
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    killed_at = [int(p.name.split("_")[1]) for p in _checkpoints(wd)]
+    assert killed_at and max(killed_at) < MICRO_STEPS, f"killed too late: checkpoints {killed_at}"
+    assert not train_log.exists()
+    subprocess.run(snakemake_cmd(wd, "--unlock"), cwd=REPO, check=True, capture_output=True)
+    run2 = subprocess.run(snakemake_cmd(wd), cwd=REPO, capture_output=True, text=True)
+    assert run2.returncode == 0, run2.stdout[-4000:] + run2.stderr[-4000:]
+    return wd, killed_at
 
 
 @pytest.fixture

@@ -1,5 +1,8 @@
 """The ONE real end-to-end run: the micro config (tests/workflow/micro/config.yaml) through the whole DAG.
 
+Run once per session by conftest's ``micro_run_killed_and_resumed`` fixture (Snakemake's report of the same run is
+checked by test_snakemake_report_on_cpu):
+
 1. start `snakemake` on one training cell, SIGKILL the whole process group as soon as the trainer has written its
    first checkpoint (a crash in the middle of training: no clean-up by Snakemake);
 2. `snakemake --unlock`, then `snakemake --cores 2` (default target): the interrupted cell is rerun because the
@@ -12,51 +15,18 @@ Real modules, real processes, no mocks: a few minutes on 2 idle cores.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import time
-from pathlib import Path
 
 import pytest
+from wf_helpers import MICRO_CELL as CELL
+from wf_helpers import MICRO_STEPS as STEPS
 from wf_helpers import REPO, snakemake_cmd
-
-CELL = "model~tiny/algo~rspo_pass/k~2/n~4/reward~pass/seed~0"
-STEPS = 20  # micro config train.args.steps
-
-
-def _checkpoints(wd: Path) -> list[Path]:
-    ckpt = wd / "results" / "ckpt" / CELL
-    return sorted(p for p in ckpt.glob("step_*") if p.is_dir()) if ckpt.is_dir() else []
 
 
 @pytest.mark.timeout(1200)
-def test_micro_run_killed_mid_training_resumes_and_builds_every_figure(tmp_path):
-    wd = tmp_path / "wd"
-    wd.mkdir()
+def test_micro_run_killed_mid_training_resumes_and_builds_every_figure(micro_run_killed_and_resumed):
+    wd, killed_at = micro_run_killed_and_resumed  # conftest: steps 1 (SIGKILL after a checkpoint) and 2 (rerun)
     train_log = wd / "results" / "train" / CELL / "train_log.jsonl"
-
-    # --- 1. run until the first checkpoint of the cell, then kill everything (SIGKILL: no clean-up) ----------------
-    with open(tmp_path / "run1.log", "w") as out:
-        proc = subprocess.Popen(snakemake_cmd(wd, str(train_log.relative_to(wd))), cwd=REPO, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.time() + 900
-        try:
-            while not _checkpoints(wd):
-                assert proc.poll() is None, (tmp_path / "run1.log").read_text()[-3000:]
-                assert time.time() < deadline, "no checkpoint written in time"
-                time.sleep(0.05)
-        finally:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    killed_at = [int(p.name.split("_")[1]) for p in _checkpoints(wd)]
-    assert killed_at and max(killed_at) < STEPS, f"killed too late: checkpoints {killed_at}"
-    assert not train_log.exists()
-
-    # --- 2. unlock, rerun everything ------------------------------------------------------------------------------
-    subprocess.run(snakemake_cmd(wd, "--unlock"), cwd=REPO, check=True, capture_output=True)
-    run2 = subprocess.run(snakemake_cmd(wd), cwd=REPO, capture_output=True, text=True)
-    assert run2.returncode == 0, run2.stdout[-4000:] + run2.stderr[-4000:]
 
     # the killed cell resumed from its checkpoint instead of starting over, and its log has every step once
     train_stdout = (wd / "results" / "logs" / "train" / f"{CELL}.log").read_text()

@@ -33,6 +33,8 @@ TABLES = {
     "train_curves.csv": ("Tables", "Training curves"),
     "gaps.csv": ("Tables", "Gaps"),
     "claims.csv": ("Claims", "one row per claim C1–C10 of the paper's §5"),
+    "paired.csv": ("Claims", "each seed's two values"),
+    "base_models.csv": ("Tables", "Starting points of RL"),
 }
 FIGURE_KINDS = {"tables": "From the runs", "analytic": "Analytic", "bandit": "Toy policy lab"}
 BANDS = "mean over seeds of each method"  # the statistics sentence of a figure drawn from the runs
@@ -44,15 +46,13 @@ def _snakemake(wd: Path, *args: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def micro_run(tmp_path_factory) -> Path:
-    """The folder of a finished micro run (RSPO_MICRO_WORKDIR if set, else run now)."""
+def micro_run(request) -> Path:
+    """The folder of a finished micro run: RSPO_MICRO_WORKDIR if set, else the suite's one end-to-end micro run
+    (conftest's micro_run_killed_and_resumed, shared with test_e2e_micro_on_cpu)."""
     given = os.environ.get("RSPO_MICRO_WORKDIR")
     if given:
         return Path(given)
-    wd = tmp_path_factory.mktemp("micro")
-    run = subprocess.run(_snakemake(wd), cwd=REPO, capture_output=True, text=True, timeout=1500)
-    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
-    return wd
+    return request.getfixturevalue("micro_run_killed_and_resumed")[0]
 
 
 def _make_report(wd: Path, out: Path) -> None:

@@ -14,6 +14,8 @@ SNAKEFILE = REPO / "Snakefile"
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 LIB = REPO / "workflow" / "lib"
 MICRO = REPO / "tests" / "workflow" / "micro" / "config.yaml"  # the micro config of the real Snakemake runs
+MICRO_CELL = "model~tiny/algo~rspo_pass/k~2/n~4/reward~pass/seed~0"  # the cell killed mid-training by the e2e run
+MICRO_STEPS = 20  # micro config train.args.steps
 if str(LIB) not in sys.path:
     sys.path.insert(0, str(LIB))
 

@@ -66,7 +66,8 @@ rule aggregate:
 
 rule claims:
     """The claims table (docs/claims.md): each claim C1-C10 of the paper's §5 with per-seed paired differences, a 95%
-    t-interval over seeds and a verdict (reproduced / not reproduced / inconclusive / not run)."""
+    t-interval over seeds and a verdict (reproduced / not reproduced / inconclusive / not run); and paired.csv
+    (analysis.paired): per-seed values and paired differences of the compared methods at every evaluation k."""
     input:
         passk=f"{R}/tables/passk.csv",
         maxk=f"{R}/tables/maxk.csv",
@@ -80,6 +81,13 @@ rule claims:
             subcategory="§5 of the paper",
             labels={"table": "claims.csv", "what": "each claim C1-C10 of the paper's §5 with its verdict"},
         ),
+        paired=report(
+            f"{R}/tables/paired.csv",
+            caption="../report/paired.rst",
+            category="Claims",
+            subcategory="§5 of the paper",
+            labels={"table": "paired.csv", "what": "per-seed values and paired differences of the compared methods"},
+        ),
     log:
         f"{LOGS}/claims.log",
     params:
@@ -89,4 +97,5 @@ rule claims:
         mem_mb=2000,
         runtime=10,
     shell:
-        "python -m analysis.claims --tables {params.tables} --cells {input.cells} --out {output} > {log} 2>&1"
+        "python -m analysis.claims --tables {params.tables} --cells {input.cells} --out {output[0]} "
+        "--paired-out {output.paired} > {log} 2>&1"

@@ -120,7 +120,13 @@ rule base_models_table:
     input:
         [f"{R}/models/{m}" for m in PRETRAINED],
     output:
-        f"{R}/tables/base_models.csv",
+        report(
+            f"{R}/tables/base_models.csv",
+            caption="../report/base_models.rst",
+            category="Tables",
+            subcategory="Starting points",
+            labels={"table": "base_models.csv", "what": "each pre-trained model's start"},
+        ),
     log:
         f"{LOGS}/base_models.log",
     threads: 1

@@ -7,6 +7,8 @@ rule report:
         figures=figure_targets(),
         tables=TABLES,
         claims=f"{R}/tables/claims.csv",
+        paired=f"{R}/tables/paired.csv",
+        base_models=[f"{R}/tables/base_models.csv"] if PRETRAINED else [],
         config=f"{R}/config.yaml",
     output:
         f"{R}/report.html",
