@@ -19,6 +19,7 @@ import string
 
 import torch
 
+from rspo_core.sampler import position_ids_from_mask
 
 # Special tokens of the char-level tokenizer (ids 0..3, in this order).
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
@@ -86,11 +87,6 @@ def build_tiny_llama(vocab_size: int, *, hidden: int = 128, layers: int = 4, hea
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Scoring and grading
-
-
-def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Positions counted over real tokens only (left padding gets 0), as HF ``generate`` computes them."""
-    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
 def sequence_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
