@@ -14,7 +14,8 @@ almost every row runs to ``max_new_tokens`` -- the slow end. Prompts are ``"a+b=
 - ``train``: one RL step of ``rspo_patch.train_local`` -- 16 prompts x 16 samples = 256 rows, ``batch_size`` 512
   (``--gen-batch-size``' default: one chunk), ``record_entropy=True``.
 - ``eval``: ``analysis.generate``'s hf backend -- 200 problems x 32 samples = 6400 rows, ``batch_size`` 32 (its
-  default), no entropy.
+  default: one problem's 32 samples per call), no entropy.
+- ``eval512``: the same rows with ``batch_size`` 512 (``analysis.generate --batch-size 512``: 16 problems per call).
 
 Each case runs once as warm-up, then ``--repeats`` times; the median, min and max wall seconds are printed (and rows/s
 from the median). Model building and imports are excluded.
@@ -35,12 +36,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 # name -> (prompts, samples per prompt, batch_size, record_entropy)
-CASES = {"train": (16, 16, 512, True), "eval": (200, 32, 32, False)}
+CASES = {"train": (16, 16, 512, True), "eval": (200, 32, 32, False), "eval512": (200, 32, 512, False)}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    p.add_argument("--cases", nargs="+", default=["train", "eval"], choices=list(CASES))
     p.add_argument("--repeats", type=int, default=3, help="timed calls per case (after one warm-up call)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (the pipeline's default is 1)")
     p.add_argument("--max-new-tokens", type=int, default=8)
