@@ -9,23 +9,29 @@ evaluation's ``hf`` backend (analysis.generate), so "a response", "where it stop
   a response that reaches ``max_new_tokens`` without one has ``finish_reason`` "length" (truncated).
 - Per-row random streams: row b owns the uniforms ``u_t`` of ``torch.Generator().manual_seed(row_seeds[b])`` and step
   t picks ``argmin_v {cdf_v > u_t * cdf_V}`` over the temperature- and top-p-processed distribution (transformers'
-  ``TemperatureLogitsWarper`` and ``TopPLogitsWarper``); the chosen token goes to ``generate`` as a one-hot score that
-  its greedy step takes. A row's tokens are a function of its own seed and its own logits, never of which rows share
-  its batch. (transformers' own sampler draws ``torch.multinomial`` on the global RNG, whose draws depend on the batch.)
-  Caveat: logits can differ at float-rounding level between padded shapes (SDPA kernels), so a token can change only
-  if a uniform lands within ~1e-7 of a CDF boundary.
+  ``TemperatureLogitsWarper`` and ``TopPLogitsWarper``; ``inverse_cdf_choice``). A row's tokens are a function of its
+  own seed and its own logits, never of which rows share its batch. (transformers' own sampler draws
+  ``torch.multinomial`` on the global RNG, whose draws depend on the batch.)
+  Caveat: logits can differ at float-rounding level between batch shapes (padding, SDPA and matmul kernels, the
+  prompts that share a chunk's prefill), so a token can change only if a uniform lands within ~1e-7 of a CDF boundary.
 - Seeds: a problem's seed is ``problem_seed(base_seed, problem_id)`` (sha256: stable across runs and machines, never
   Python's salted ``hash()``); sample i of a problem uses ``sample_seed(problem_seed, i)`` = problem seed + i, vLLM's
   rule for the n samples of one seeded request (so the vllm backend of analysis.generate uses the same seeds).
-- KV cache: ``generate``'s default dynamic cache. Greedy decoding when ``temperature == 0``.
+- Decoding (``decode``): our own KV-cached loop (a ``DynamicCache``), not ``generate``: for the tiny models of the
+  default pipeline (8-token responses) ``generate``'s per-call set-up is a large part of the time, and rows that share
+  a prompt (the n samples of a problem) need its prefill only once (its cache is copied to the rows). It keeps
+  ``generate``'s bookkeeping (positions from the attention mask, last-position logits in float32, finished rows padded
+  with the pad id, stop when every row stopped or at ``max_new_tokens``), so it returns the tokens ``generate`` would
+  with the same processing (tests/generation/test_sampler_on_cpu.py checks that against ``generate``). Greedy decoding
+  when ``temperature == 0``.
 - ``record_entropy=True`` (the trainer) also returns each response's mean token entropy of the distribution sampled
-  from (``EntropyRecorder``).
+  from (``token_entropy`` of the processed scores at each step).
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -106,8 +112,9 @@ def split_at_stop(token_ids: list[int], stop_ids: set[int]) -> tuple[list[int], 
 
 
 def clean_generation_config(tokenizer, stop_ids: list[int]):
-    """A ``GenerationConfig`` with nothing but greedy steps, the stop ids and the pad/bos ids: a model's own defaults
-    (repetition_penalty, top_k, ...) must not leak into our sampling; the only logits processing is ours."""
+    """A ``GenerationConfig`` with nothing but greedy steps, the stop ids and the pad/bos ids, for code that drives
+    ``generate`` itself (``sample`` does not): a model's own defaults (repetition_penalty, top_k, ...) must not leak
+    into our sampling; the only logits processing is ours."""
     from transformers import GenerationConfig
 
     return GenerationConfig(do_sample=False, eos_token_id=list(stop_ids), pad_token_id=tokenizer.pad_token_id,
@@ -115,42 +122,23 @@ def clean_generation_config(tokenizer, stop_ids: list[int]):
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Logits processors
+# Token choice
 
 
-class InverseCDFSampler:
-    """Logits processor that samples row b's next token from its own uniform ``uniforms[b, t]``.
+def inverse_cdf_choice(scores: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Row b's token from its own uniform ``u[b]``: scores (B, V) processed logits (-inf = filtered), u (B,) float64.
 
-    scores: (B, V) processed logits (-inf = filtered). t = current length - prompt_len. With p = softmax(scores) in
-    float64 and cdf = cumsum(p), the token is the first v with cdf_v > u * cdf_V. Returns (B, V) scores that are 0 at
-    the chosen token and -inf elsewhere, so ``generate``'s greedy argmax takes it.
+    With p = softmax(scores) in float64 and cdf = cumsum(p), returns the (B,) long ids argmin_v {cdf_v > u * cdf_V}.
     """
-
-    def __init__(self, uniforms: torch.Tensor, prompt_len: int):
-        self.uniforms = uniforms  # (B, T) float64
-        self.prompt_len = prompt_len
-
-    def __call__(self, input_ids, scores):
-        t = input_ids.shape[1] - self.prompt_len
-        cdf = torch.softmax(scores.to(torch.float64), dim=-1).cumsum(dim=-1)  # (B, V)
-        target = (self.uniforms[:, t] * cdf[:, -1]).unsqueeze(1)  # (B, 1)
-        idx = torch.searchsorted(cdf, target, right=True).clamp_(max=scores.shape[1] - 1)  # (B, 1)
-        out = torch.full_like(scores, float("-inf"))
-        return out.scatter_(1, idx, 0.0)
+    cdf = torch.softmax(scores.to(torch.float64), dim=-1).cumsum(dim=-1)  # (B, V)
+    target = (u.to(cdf.device, torch.float64) * cdf[:, -1]).unsqueeze(1)  # (B, 1)
+    return torch.searchsorted(cdf, target, right=True).clamp_(max=scores.shape[1] - 1).squeeze(1)
 
 
-class EntropyRecorder:
-    """Logits processor that records, at each step, the entropy H = -sum_v p_v log p_v of p = softmax(scores): placed
-    after the temperature/top-p warpers, that is the distribution the next token is sampled from. Scores pass
-    through unchanged. ``per_step``: list of (B,) float32 tensors, one per generated token."""
-
-    def __init__(self):
-        self.per_step: list[torch.Tensor] = []
-
-    def __call__(self, input_ids, scores):
-        logp = torch.log_softmax(scores.float(), dim=-1)
-        self.per_step.append(-(logp.exp() * logp).nan_to_num().sum(-1))  # (B,)
-        return scores
+def token_entropy(scores: torch.Tensor) -> torch.Tensor:
+    """(B,) float32 entropy H = -sum_v p_v log p_v of p = softmax(scores), scores (B, V) (-inf terms count 0)."""
+    logp = torch.log_softmax(scores.float(), dim=-1)
+    return -(logp.exp() * logp).nan_to_num().sum(-1)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -186,9 +174,9 @@ def sample(model, tokenizer, prompts: list[str], seeds: list[int], sampling: Sam
            record_entropy: bool = False) -> Samples:
     """One response per prompt; row b samples from its own stream ``seeds[b]`` (see module docstring).
 
-    Rows go through ``generate`` ``batch_size`` at a time (left-padded; memory only: the result does not depend on
-    it); the chunks are padded to a common length. ``add_special_tokens=False`` for prompts that already carry them
-    (chat-template strings). The tokenizer is set to left padding (pad = EOS where it has no pad token).
+    Rows are decoded ``batch_size`` at a time (left-padded; memory only: the result does not depend on it); the chunks
+    are padded to a common length. ``add_special_tokens=False`` for prompts that already carry them (chat-template
+    strings). The tokenizer is set to left padding (pad = EOS where it has no pad token).
     """
     if len(prompts) != len(seeds):
         raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds; expected one seed per row")
@@ -197,59 +185,104 @@ def sample(model, tokenizer, prompts: list[str], seeds: list[int], sampling: Sam
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:  # e.g. SmolLM2: pad with EOS (masked out everywhere it matters)
         tokenizer.pad_token = tokenizer.eos_token
-    config = clean_generation_config(tokenizer, stop_ids)
-    config.max_new_tokens = sampling.max_new_tokens
-    saved_config, was_training = model.generation_config, model.training
-    model.generation_config = config  # generate() fills unset fields from model.generation_config: keep it clean
+    was_training = model.training
     model.eval()
     try:
         chunks = [_sample_chunk(model, tokenizer, prompts[i:i + batch_size], seeds[i:i + batch_size], sampling,
-                                config, stop_ids, add_special_tokens, record_entropy)
+                                stop_ids, add_special_tokens, record_entropy)
                   for i in range(0, len(prompts), batch_size)]
     finally:
-        model.generation_config = saved_config
         model.train(was_training)
     return _concat(chunks, tokenizer.pad_token_id, record_entropy)
 
 
-def _sample_chunk(model, tokenizer, prompts, seeds, sampling, config, stop_ids, add_special_tokens, record_entropy):
-    """One left-padded ``generate`` call: (prompt ids (B, Lp), prompt mask (B, Lp), response ids (B, Lr),
-    response lengths, texts, finish reasons, per-token entropy (B, Lr) or None)."""
-    from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
+def row_uniforms(seeds: list[int], steps: int, device) -> torch.Tensor:
+    """(B, steps) float64 uniforms: row b's are ``torch.rand(steps)`` of ``torch.Generator().manual_seed(seeds[b])``."""
+    return torch.stack([torch.rand(steps, generator=torch.Generator().manual_seed(s), dtype=torch.float64)
+                        for s in seeds]).to(device)
 
+
+def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """(B, L) positions counted over real tokens only (left padding gets 0), as HF ``generate`` computes them."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def _warpers(sampling: SamplingConfig) -> list:
+    """transformers' temperature and top-p warpers that apply (none when greedy, T == 1 or top_p == 1)."""
+    from transformers import TemperatureLogitsWarper, TopPLogitsWarper
+
+    if sampling.temperature == 0:
+        return []
+    return ([TemperatureLogitsWarper(sampling.temperature)] if sampling.temperature != 1.0 else []) + (
+        [TopPLogitsWarper(sampling.top_p)] if sampling.top_p < 1.0 else [])
+
+
+def decode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, rows: torch.Tensor, sampling: SamplingConfig,
+           uniforms: torch.Tensor | None, stop_ids: list[int], pad_id: int,
+           record_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """KV-cached decoding of B rows over U distinct left-padded prompts input_ids/attention_mask (U, Lp); row b
+    continues prompt ``rows[b]`` (rows: (B,) long). Returns (response ids (B, Lr), per-step entropy (B, Lr) float32 or
+    None), Lr <= max_new_tokens.
+
+    Prefill runs once per distinct prompt (positions from the mask, ``position_ids_from_mask``); its cache and
+    last-position logits are then copied to the B rows. Step t: last-position logits (float32) -> temperature/top-p
+    warpers -> entropy (``token_entropy``) -> token ``inverse_cdf_choice(scores, uniforms[:, t])``, or the argmax when
+    ``uniforms`` is None (greedy). A row that produced a stop token gets ``pad_id`` from then on; the loop ends when
+    every row stopped or after max_new_tokens steps; each new token takes the previous position + 1 and a mask entry 1.
+    That is ``generate``'s bookkeeping, so the tokens are those of ``generate`` with the same processing on the B
+    padded rows (up to float rounding between batch shapes, see the module docstring).
+    """
+    from transformers import DynamicCache
+
+    batch, device = rows.shape[0], input_ids.device
+    warpers = _warpers(sampling)
+    stop = torch.tensor(stop_ids, device=device)
+    extra = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+    cache = DynamicCache(config=model.config.get_text_config(decoder=True))
+    pos = position_ids_from_mask(attention_mask)
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=pos, past_key_values=cache,
+                use_cache=True, **extra)
+    logits, cache, mask = out.logits[:, -1], out.past_key_values, attention_mask
+    if input_ids.shape[0] != batch:  # shared prompts: one prefill each, copied to their rows
+        cache.reorder_cache(rows)
+        logits, mask, pos = logits[rows], mask[rows], pos[rows]
+    running = torch.ones(batch, dtype=torch.bool, device=device)
+    tokens, ents = [], []
+    for t in range(sampling.max_new_tokens):
+        scores = logits.to(dtype=torch.float32)  # (B, V)
+        for w in warpers:
+            scores = w(None, scores)
+        if record_entropy:
+            ents.append(token_entropy(scores))
+        nxt = scores.argmax(-1) if uniforms is None else inverse_cdf_choice(scores, uniforms[:, t])  # (B,)
+        nxt = torch.where(running, nxt, pad_id)
+        tokens.append(nxt)
+        running &= ~torch.isin(nxt, stop)
+        if t + 1 == sampling.max_new_tokens or not bool(running.any()):
+            break
+        mask, pos = torch.cat([mask, mask.new_ones((batch, 1))], 1), pos[:, -1:] + 1
+        out = model(input_ids=nxt.unsqueeze(1), attention_mask=mask, position_ids=pos, past_key_values=cache,
+                    use_cache=True, **extra)
+        logits, cache = out.logits[:, -1], out.past_key_values
+    return torch.stack(tokens, 1), (torch.stack(ents, 1) if record_entropy else None)
+
+
+def _sample_chunk(model, tokenizer, prompts, seeds, sampling, stop_ids, add_special_tokens, record_entropy):
+    """One chunk through ``decode``, each distinct prompt tokenized and prefilled once: (prompt ids (B, Lp) left-padded,
+    prompt mask (B, Lp), response ids (B, Lr), response lengths, texts, finish reasons, per-token entropy (B, Lr) or
+    None)."""
     device = next(model.parameters()).device
-    enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=add_special_tokens)
-    enc = {k: v.to(device) for k, v in enc.items()}
-    prompt_len = enc["input_ids"].shape[1]
-    processors = LogitsProcessorList()
-    if sampling.temperature > 0:
-        if sampling.temperature != 1.0:
-            processors.append(TemperatureLogitsWarper(sampling.temperature))
-        if sampling.top_p < 1.0:
-            processors.append(TopPLogitsWarper(sampling.top_p))
-    recorder = EntropyRecorder() if record_entropy else None
-    if recorder is not None:
-        processors.append(recorder)
-    if sampling.temperature > 0:
-        uniforms = torch.stack([  # (B, T) uniforms, one independent stream per row
-            torch.rand(sampling.max_new_tokens, generator=torch.Generator().manual_seed(s), dtype=torch.float64)
-            for s in seeds
-        ]).to(device)
-        processors.append(InverseCDFSampler(uniforms, prompt_len))
-    seqs = model.generate(**enc, generation_config=copy.deepcopy(config), logits_processor=processors)
-    resp = seqs[:, prompt_len:]  # (B, Lr)
+    distinct = list(dict.fromkeys(prompts))  # first-occurrence order
+    index = {p: i for i, p in enumerate(distinct)}
+    rows = torch.tensor([index[p] for p in prompts], device=device)  # (B,) row -> its prompt
+    enc = tokenizer(distinct, return_tensors="pt", padding=True, add_special_tokens=add_special_tokens)
+    ids, mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)
+    uniforms = row_uniforms(seeds, sampling.max_new_tokens, device) if sampling.temperature > 0 else None
+    resp, ent = decode(model, ids, mask, rows, sampling, uniforms, stop_ids, tokenizer.pad_token_id, record_entropy)
     stop = set(stop_ids)
-    texts, reasons, lengths = [], [], []
-    for row in resp.tolist():
-        ids, reason, num = split_at_stop(row, stop)
-        texts.append(tokenizer.decode(ids, skip_special_tokens=True))
-        reasons.append(reason)
-        lengths.append(num)
-    ent = None
-    if recorder is not None:
-        ent = torch.stack(recorder.per_step, 1)[:, : resp.shape[1]] if recorder.per_step else resp.new_zeros(
-            (len(prompts), 0), dtype=torch.float32)
-    return enc["input_ids"], enc["attention_mask"], resp, lengths, texts, reasons, ent
+    cut = [split_at_stop(row, stop) for row in resp.tolist()]
+    texts = tokenizer.batch_decode([c[0] for c in cut], skip_special_tokens=True)
+    return ids[rows], mask[rows], resp, [c[2] for c in cut], texts, [c[1] for c in cut], ent
 
 
 def _concat(chunks, pad_id: int, record_entropy: bool) -> Samples:

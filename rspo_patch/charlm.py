@@ -7,6 +7,8 @@
 - ``build_tiny_llama(vocab_size, ...)``: the ~1M-parameter ``LlamaForCausalLM`` of research/tiny-rl.md.
 - ``sequence_logprobs(model, input_ids, attention_mask, response_mask)``: per-token log-probs of the response tokens.
 - ``grade_texts(texts, golds, finish_reasons)``: verdicts of the project's one grader.
+- ``save_hf_folder(model, tokenizer, out)``: an HF folder as ``save_pretrained`` writes it, without its deepspeed
+  import; ``replace_dir(tmp, out)``: move a finished temp folder into place.
 
 Sampling is not here: both use the one HF sampler of training and evaluation, ``rspo_core.sampler.sample``.
 """
@@ -19,6 +21,7 @@ import string
 
 import torch
 
+from rspo_core.sampler import position_ids_from_mask
 
 # Special tokens of the char-level tokenizer (ids 0..3, in this order).
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
@@ -88,11 +91,6 @@ def build_tiny_llama(vocab_size: int, *, hidden: int = 128, layers: int = 4, hea
 # Scoring and grading
 
 
-def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Positions counted over real tokens only (left padding gets 0), as HF ``generate`` computes them."""
-    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-
-
 def sequence_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                       response_mask: torch.Tensor) -> torch.Tensor:
     """Per-token log pi(token | prefix) at response positions, zero elsewhere: shape (B, L-1), aligned with
@@ -117,6 +115,30 @@ def grade_texts(texts, golds, finish_reasons, *, fallback: str | None = "last_nu
 def count_parameters(model) -> int:
     """Number of parameters (tied weights counted once)."""
     return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+
+
+def save_hf_folder(model, tokenizer, out: str) -> None:
+    """Write ``model`` and ``tokenizer`` into the folder ``out`` (created if missing) as ``save_pretrained`` does for an
+    unsharded model: config.json (with ``dtype`` and ``architectures`` set, as save_pretrained sets them),
+    generation_config.json, model.safetensors (the state dict without tied duplicates, metadata format "pt") and the
+    tokenizer files; ``AutoModelForCausalLM`` / ``AutoTokenizer.from_pretrained(out)`` load it.
+
+    Why not ``model.save_pretrained``: its ``unwrap_model`` imports accelerate, which imports deepspeed when installed
+    (~2.5 s, once per process) -- for the ~1M-parameter char models that is most of a short run's saving time.
+    """
+    from safetensors.torch import save_file
+    from transformers.modeling_utils import remove_tied_weights_from_state_dict
+
+    os.makedirs(out, exist_ok=True)
+    model.config.dtype = str(model.dtype).split(".")[1]
+    model.config.architectures = [type(model).__name__]
+    model.config.save_pretrained(out)
+    if model.can_generate():
+        model.generation_config.save_pretrained(out)
+    state = remove_tied_weights_from_state_dict(model.state_dict(), model)
+    save_file({k: v.contiguous() for k, v in state.items()}, os.path.join(out, "model.safetensors"),
+              metadata={"format": "pt"})
+    tokenizer.save_pretrained(out)
 
 
 def replace_dir(tmp: str, out: str) -> None:

@@ -61,7 +61,7 @@ from rspo_core.fingerprint import file_sha256, model_sha256, stale_reason
 from rspo_core.hparams import parse_hp
 from rspo_core.grading import DEFAULT_TIMEOUT_S
 from rspo_core.sampler import SamplingConfig, problem_seed, row_seeds, sample, stop_token_ids
-from rspo_patch.charlm import grade_texts, replace_dir, sequence_logprobs
+from rspo_patch.charlm import grade_texts, replace_dir, save_hf_folder, sequence_logprobs
 from rspo_core.rewards import REWARD_KINDS, reward
 
 log = logging.getLogger("rspo_patch.train_local")
@@ -344,8 +344,7 @@ def write_outputs_atomic(out: str, model, tokenizer, log_lines: list[dict], conf
     parent = os.path.dirname(out)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".tmp-" + os.path.basename(out) + "-", dir=parent)
-    model.save_pretrained(os.path.join(tmp, "model"))
-    tokenizer.save_pretrained(os.path.join(tmp, "model"))
+    save_hf_folder(model, tokenizer, os.path.join(tmp, "model"))
     with open(os.path.join(tmp, "train_log.jsonl"), "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in log_lines)
     with open(os.path.join(tmp, "train_config.json"), "w") as f:
