@@ -46,7 +46,7 @@ from rspo_core.cli import parse_strict
 from rspo_core.jsonl import read_jsonl
 from rspo_core.sampler import SamplingConfig, problem_seed, row_seeds, sample, stop_token_ids
 from rspo_patch.charlm import (build_char_tokenizer, build_tiny_llama, charset_for, count_parameters, grade_texts,
-                               replace_dir)
+                               replace_dir, save_hf_folder)
 
 log = logging.getLogger("rspo_patch.pretrain")
 
@@ -157,8 +157,7 @@ def save_hf_atomic(model, tokenizer, out: str, extra_files: dict[str, str]) -> N
     parent = os.path.dirname(os.path.abspath(out)) or "."
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".tmp-" + os.path.basename(out) + "-", dir=parent)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
+    save_hf_folder(model, tokenizer, tmp)
     for name, text in extra_files.items():
         with open(os.path.join(tmp, name), "w") as f:
             f.write(text)
