@@ -1,5 +1,5 @@
 """Figure 9: the main comparison repeated with the larger model (family `main_7b`: Qwen2.5-Math-7B in config/paper.yaml;
-`main_large`: the ~4M-parameter char model in config/config.yaml)."""
+`main_large`: the ~2.4M-parameter char model in config/config.yaml)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from analysis.manifest import LARGER_MODEL_FAMILIES
 
 @register_figure("fig09_7b", needs="tables", paper_figure=9, families=LARGER_MODEL_FAMILIES,
                  caption="Pass@k of RSPO, the baseline and policy gradient for the larger model (the paper's "
-                         "Qwen2.5-Math-7B; the ~4M char model in the default config). Mean over seeds, 95% CI bands.")
+                         "Qwen2.5-Math-7B; the ~2.4M char model in the default config). Mean over seeds, 95% CI bands.")
 def build(ctx):
     fam = family_rows(ctx, LARGER_MODEL_FAMILIES, ctx.table("passk"))
     name = fam.get("family") or LARGER_MODEL_FAMILIES[0]

@@ -62,6 +62,7 @@ def _expected(cpu: str, gpu: str) -> dict[str, tuple]:
         "score": (cpu, 1, "2000M", "00:30:00"),
         "aggregate": (cpu, 1, "4000M", "00:30:00"),
         "claims": (cpu, 1, "2000M", "00:10:00"),
+        "base_models_table": (cpu, 1, "1000M", "00:05:00"),
         "figure": (cpu, 1, "2000M", "00:10:00"),
         "report": (cpu, 1, "2000M", "00:10:00"),
     }
@@ -186,7 +187,8 @@ def test_micro_workflow_through_real_slurm(slurm_cluster, tmp_path):
     for jid, rec in first.items():
         by_rule.setdefault(_rule(rec), []).append(jid)
     jobs_per_rule = {rule: len(ids) for rule, ids in sorted(by_rule.items())}
-    assert jobs_per_rule == {"aggregate": 1, "arithmetic": 1, "bandit": 1, "claims": 1, "figure": 16, "generate": 3,
+    assert jobs_per_rule == {"aggregate": 1, "arithmetic": 1, "bandit": 1, "base_models_table": 1, "claims": 1,
+                             "figure": 16, "generate": 3,
                              "pretrain_model": 1, "report": 1, "score": 3, "train": 4, "verify": 3}, jobs_per_rule
     expected, asked = _expected(cpu, gpu), {}
     for rule, ids in by_rule.items():

@@ -63,12 +63,15 @@ def test_train_jobs_equal_unique_cells_of_the_config(tmp_path):
 
 def test_default_config_dry_run(tmp_path):
     jobs = dry_run(str(REPO / "config" / "config.yaml")).jobs
-    # main 5 + n_scaling 2 (n4, n16) + maxk 3 + grpo 1
-    # + peers 4 (pkpo_sloo k4, maxpo k4, rspo_pass k8 linear, pkpo_sloo k4 linear)
-    assert jobs["train"] == 15
-    # + the base model, on arithmetic; the contamination family: base + the 5 main cells on arithmetic_clean too
-    assert jobs["generate"] == jobs["verify"] == jobs["score"] == 16 + 6
-    assert jobs["pretrain_model"] == 1 and jobs["arithmetic"] == 1
+    # tiny: main 7 cells (pg, baseline and rspo_pass at k 2/4/8) x 3 seeds = 21; n_scaling n 4/8/32 (n 16 is main's)
+    # = 3; maxk pg, baseline, rspo_max (max reward) = 3; grpo 1 (pg is main's); peers pkpo_sloo k4, maxpo k4,
+    # rspo_pass k8 linear, pkpo_sloo k4 linear = 4 (rspo_pass k4 is main's); small: main_large pg, baseline k4,
+    # rspo_pass k4 = 3
+    assert jobs["train"] == 21 + 3 + 3 + 1 + 4 + 3
+    # every trained cell + both base models on arithmetic; the contamination family (main's pg, baseline k4,
+    # rspo_pass k4 x 3 seeds, trained once) + the tiny base model on arithmetic_clean too
+    assert jobs["generate"] == jobs["verify"] == jobs["score"] == 35 + 2 + 9 + 1
+    assert jobs["pretrain_model"] == 2 and jobs["arithmetic"] == 1 and jobs["base_models_table"] == 1
     assert "fetch_model" not in jobs and "prepare_benchmark" not in jobs  # offline
     assert jobs["figure"] == _figure_count()
 

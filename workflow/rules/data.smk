@@ -41,6 +41,7 @@ rule arithmetic:
     params:
         args=C.cli_args(ARITH),
         extra=" ".join(f"--{role} {ARITH_OUTPUTS[role]}" for role in ("clean", "seen") if role in ARITH_OUTPUTS),
+    priority: 100  # first on the critical path (pre-training waits for it), before the independent analytic figures
     shell:
         "python -m analysis.datasets arithmetic --train {output.train} --test {output.test} {params.extra} "
         "{params.args} > {log} 2>&1"
@@ -68,8 +69,15 @@ def _pretrain_threads(wildcards):
     return int((MODELS[wildcards.model].get("pretrain_args") or {}).get("threads") or 2)
 
 
+def _pretrain_priority(wildcards):
+    """100 for the first pre-trained model of the config (its cells are most of the DAG), 90 for the next, ...: the
+    first model is pre-trained first, a later one beside the first model's RL cells (train priority 50)."""
+    return 100 - 10 * PRETRAINED.index(wildcards.model)
+
+
 rule pretrain_model:
-    """Pre-train a char-level Llama on the arithmetic train set for its fixed budget of steps (pretrain_args)."""
+    """Pre-train a char-level Llama on the arithmetic train set (pretrain_args: until its held-out pass@1 first reaches
+    stop_at_pass1, or for its steps)."""
     input:
         train=f"{R}/data/arithmetic_train.jsonl",
         heldout=f"{R}/data/arithmetic.jsonl",
@@ -79,10 +87,10 @@ rule pretrain_model:
         f"{LOGS}/models/{{model}}.log",
     wildcard_constraints:
         model=_names_regex(PRETRAINED),
-    # pretrain_args.threads if set (a larger model pre-trained on 1 core beside the first model's RL cells), else 2:
-    # the first model is alone on the critical path (every cell waits for it)
+    # pretrain_args.threads if set, else 2. With two models, give both 1 thread: a 2-thread job never starts while a
+    # 1-thread one holds a core of two, so a first model needing 2 would wait for the whole second pre-training
     threads: _pretrain_threads
-    priority: 100
+    priority: _pretrain_priority
     resources:
         mem_mb=4000,
         runtime=60,
