@@ -117,6 +117,9 @@ def run_once(workdir: Path, model: Path, cell: Cell, overrides: dict, samples: i
     seen = probe_per_step(read_jsonl(probe), [trained for trained, _ in counts])
     steps = []
     for r, (trained, weighted), s in zip(rows, counts, seen):
+        if s["weighted_rows"] != weighted:
+            raise SystemExit(f"step {r['step']}: the actor's loss saw {s['weighted_rows']} weighted sequences, the log "
+                             f"says {weighted} ({workdir})")
         steps.append({"step": r["step"], "zero_frac": 1 - weighted / samples, "dropped_frac": 1 - trained / samples,
                       "trained": trained, "weighted": weighted, "loss_rows": s["rows"],
                       "loss_weighted_rows": s["weighted_rows"], "loss_tokens": s["tokens"],
