@@ -5,7 +5,8 @@ micro config, ``snakemake`` on the workflow's train rule with the CPU shim and t
 Run from the repository root (needs the stack of ``.ci/install_openrlhf_cpu.sh``; ~1.5 min per run on 2 cores)::
 
     python benchmarks/bench_openrlhf_drop.py [--algo rspo_pass --k 4 --n 8] [--prompts-per-step 4] [--steps 4]
-        [--train-batch 8] [--repeats 1] [--hidden 128 --layers 2] [--set KEY=VALUE ...] [--workdir DIR] [--json F]
+        [--train-batch 8] [--repeats 1] [--hidden 128 --layers 2] [--warmup-steps 120] [--set KEY=VALUE ...]
+        [--workdir DIR] [--json F]
 
 Per run and rollout step, from what the loop itself logs (train_log.jsonl, i.e. OpenRLHF's TensorBoard scalars):
 the zero-weight fraction of the rollout (``rollout/rspo_zero_weight_fraction``, or ``rspo_zero_weight`` without
@@ -51,6 +52,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=1, help="off/on pairs")
     p.add_argument("--hidden", type=int, default=128, help="tiny Llama width (the tier's: 128)")
     p.add_argument("--layers", type=int, default=2, help="tiny Llama depth (the tier's: 2)")
+    p.add_argument("--warmup-steps", type=int, default=120,
+                   help="supervised warm-up steps of the tiny Llama (the tier's: 120; 0 = random weights: no answer is "
+                        "right and responses run to --rollout.max_new_tokens, a compute-bound stress case)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="more OpenRLHF dotted flags over the micro config's train.args (YAML values)")
     p.add_argument("--workdir", default=None, help="where runs go (default: a new temp folder)")
@@ -128,7 +132,8 @@ def run_once(workdir: Path, model: Path, cell: Cell, overrides: dict, samples: i
 
 
 def print_table(runs: list[dict]) -> None:
-    """Per step, then per mode (means over runs; steps 2+ exclude the first step's warm-up)."""
+    """Per step, then per mode (over runs; steps 2+ exclude the first step's warm-up; the median resists the load
+    spikes of a shared machine)."""
     print("\nrun | drop | step | zero-weight | dropped | seqs trained | loss tokens | actor fit s | step s")
     for i, run in enumerate(runs):
         for s in run["steps"]:
@@ -136,7 +141,7 @@ def print_table(runs: list[dict]) -> None:
                   f"{s['dropped_frac']:.3f} | {s['loss_rows']} | {s['loss_tokens']} | {s['ppo_train_s']:.2f} | "
                   f"{s['step_total_s']:.2f}")
     print("\ndrop | runs | zero-weight | dropped | seqs trained/step | loss tokens/step | actor fit s/step "
-          "(all; steps 2+) | job wall s")
+          "(mean all; mean, median steps 2+) | job wall s")
     for drop in (False, True):
         sel = [r for r in runs if r["drop"] == drop]
         if not sel:
@@ -146,7 +151,8 @@ def print_table(runs: list[dict]) -> None:
         mean = lambda key, xs=steps: statistics.mean(s[key] for s in xs)  # noqa: E731
         print(f"{'on' if drop else 'off'} | {len(sel)} | {mean('zero_frac'):.3f} | {mean('dropped_frac'):.3f} | "
               f"{mean('loss_rows'):.1f} | {mean('loss_tokens'):.1f} | {mean('ppo_train_s'):.2f}; "
-              f"{mean('ppo_train_s', later):.2f} | {statistics.mean(r['wall_s'] for r in sel):.0f}")
+              f"{mean('ppo_train_s', later):.2f}, {statistics.median(s['ppo_train_s'] for s in later):.2f} | "
+              f"{statistics.mean(r['wall_s'] for r in sel):.0f}")
 
 
 def main(argv=None) -> int:
@@ -159,8 +165,9 @@ def main(argv=None) -> int:
     t0 = time.time()
     model = root / "tiny-llama"
     if not (model / "config.json").exists():
-        build_tiny_llama(model, hidden=args.hidden, layers=args.layers)
-    print(f"tiny Llama (hidden {args.hidden}, {args.layers} layers) in {time.time() - t0:.0f} s; cell {cell.path}; "
+        build_tiny_llama(model, hidden=args.hidden, layers=args.layers, warmup_steps=args.warmup_steps)
+    print(f"tiny Llama (hidden {args.hidden}, {args.layers} layers, {args.warmup_steps} warm-up steps) in "
+          f"{time.time() - t0:.0f} s; cell {cell.path}; "
           f"{args.steps} steps of {args.prompts_per_step} prompts x n {args.n} = {samples} responses, optimizer steps "
           f"of {args.train_batch}; runs under {root}", flush=True)
     runs = []

@@ -7,8 +7,8 @@ OpenRLHF's trainer, append one JSON line with the token-level gap between the lo
 
 over the response tokens (action_mask). ``rows`` / ``weighted_rows`` / ``zero_rows_tokens`` say which sequences the
 actor trained on (the zero-weight dropping check: with ``--rspo.drop_zero_weight`` the zero-advantage rows are only
-the padding responses, one loss token each). The wrapped ``PolicyLoss.forward`` is called with the same arguments and its
-result returned unchanged. vLLM reports log-probs only when OpenRLHF's IS correction is on
+the padding responses, one loss token each). The wrapped ``PolicyLoss.forward`` is called with the same arguments
+and its result returned unchanged. vLLM reports log-probs only when OpenRLHF's IS correction is on
 (``--algo.advantage.is_correction_level token``, which the tier's config sets), else nothing is written.
 """
 
