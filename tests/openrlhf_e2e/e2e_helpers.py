@@ -84,3 +84,38 @@ SYNC_TOLERANCE = 0.01  # bf16 actor vs bf16 vLLM on the same weights: ~1e-3 meas
 def weights_in_sync(probe_rows: list[dict]) -> bool:
     """The weight-sync check: vLLM's rollout log-probs equal the actor's to SYNC_TOLERANCE on average."""
     return sync_gap(probe_rows) < SYNC_TOLERANCE
+
+
+def step_drop_counts(log_row: dict, samples: int) -> tuple[int, int]:
+    """(sequences the actor trains on, non-zero-weight sequences) of one rollout step of ``samples`` responses, from
+    the step's row of train_log.jsonl: with --rspo.drop_zero_weight the ``rollout/rspo_*`` fractions of the whole
+    rollout (samples * (1 - dropped_fraction), samples * (1 - zero_weight_fraction)); without it every response is
+    trained and ``rspo_zero_weight`` (mean over the trained samples) is the zero fraction."""
+    if "rollout/rspo_dropped_fraction" in log_row:
+        trained = samples * (1 - log_row["rollout/rspo_dropped_fraction"])
+        weighted = samples * (1 - log_row["rollout/rspo_zero_weight_fraction"])
+    else:
+        trained, weighted = samples, samples * (1 - log_row["rspo_zero_weight"])
+    return round(trained), round(weighted)
+
+
+def probe_per_step(probe_rows: list[dict], trained_per_step: list[int]) -> list[dict]:
+    """The probe's policy-loss rows (one per actor micro-batch, in order; one actor rank) cut into consecutive rollout
+    steps of ``trained_per_step[s]`` sequences, summed per step: {rows, weighted_rows, zero_rows_tokens, tokens}.
+    ValueError when the micro-batches do not cut into exactly those counts (the actor trained other sequences)."""
+    out, it = [], iter(probe_rows)
+    for step, want in enumerate(trained_per_step, start=1):
+        acc = {"rows": 0, "weighted_rows": 0, "zero_rows_tokens": 0, "tokens": 0}
+        while acc["rows"] < want:
+            row = next(it, None)
+            if row is None:
+                raise ValueError(f"step {step}: the actor's loss saw {acc['rows']} sequences, expected {want}")
+            for key in acc:
+                acc[key] += row[key]
+        if acc["rows"] != want:
+            raise ValueError(f"step {step}: micro-batches of {acc['rows']} sequences do not cut at {want}")
+        out.append(acc)
+    rest = sum(r["rows"] for r in it)
+    if rest:
+        raise ValueError(f"the actor's loss saw {rest} sequences after the last step")
+    return out

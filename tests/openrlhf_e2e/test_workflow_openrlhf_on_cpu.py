@@ -8,15 +8,22 @@ One snakemake run is shared by the tests of this module; a second, train-only ru
 
 from __future__ import annotations
 
+import math
 import time
 
 import pytest
-from e2e_helpers import (BASE_CELL, CELL, SKIP_WITHOUT_STACK, STEPS, SYNC_TOLERANCE, read_jsonl, run_snakemake,
-                         shim_env, sync_gap, weights_in_sync, write_config)
+from e2e_helpers import (BASE_CELL, CELL, SKIP_WITHOUT_STACK, STEPS, SYNC_TOLERANCE, probe_per_step, read_jsonl,
+                         run_snakemake, shim_env, step_drop_counts, sync_gap, weights_in_sync, write_config)
 
 pytestmark = [SKIP_WITHOUT_STACK, pytest.mark.timeout(1800)]
 
-MICRO_BATCHES_PER_STEP = 2  # rollout.batch_size 2 x n 4 = 8 samples / train.micro_batch_size 4
+SAMPLES_PER_STEP = 8  # rollout.batch_size 2 x n 4
+TRAIN_BATCH = 4  # --rspo.drop_zero_weight keeps whole optimizer steps: with the micro config's 8 (the whole rollout
+#                  step) it could drop nothing; 4 = two optimizer steps per rollout step, so it can drop one
+# The DAG's train job drops zero-weight responses, as config/paper.yaml does. The control below keeps the micro
+# config (no dropping): dropping leaves only the pads' last tokens of a zero-weight step in the log-prob check, which
+# would shrink the stale-weight gap the control must show.
+DROP_ARGS = {"rspo.drop_zero_weight": True, "train.batch_size": TRAIN_BATCH}
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +31,7 @@ def run(tiny_model, tmp_path_factory):
     """The whole DAG once: (workdir, probe rows, seconds)."""
     wd = tmp_path_factory.mktemp("wf-openrlhf")
     probe = wd / "probe.jsonl"
-    config = write_config(wd / "config.yaml", tiny_model)
+    config = write_config(wd / "config.yaml", tiny_model, DROP_ARGS)
     t0 = time.time()
     proc = run_snakemake(wd, config, env=shim_env(RSPO_CPU_PROBE_FILE=str(probe)))
     seconds = time.time() - t0
@@ -56,17 +63,37 @@ def test_training_steps_ran_and_rspo_metrics_logged(run):
 
 
 def test_vllm_logprobs_match_the_actor_after_weight_sync(run):
-    _, probe, _ = run
-    # every policy-loss micro-batch of every step reported vLLM's rollout log-probs next to the actor's
-    assert len(probe) == STEPS * MICRO_BATCHES_PER_STEP, probe
+    wd, probe, _ = run
+    # every policy-loss micro-batch of every step reported vLLM's rollout log-probs next to the actor's: the probe's
+    # rows cover exactly the sequences each step trained (zero-weight ones dropped, test below)
+    rows = read_jsonl(wd / "results" / "train" / CELL / "train_log.jsonl")
+    probe_per_step(probe, [step_drop_counts(r, SAMPLES_PER_STEP)[0] for r in rows])
     gap = sync_gap(probe)
     print(f"mean |logp_vllm - logp_actor| with the sync: {gap:.5f}")
     assert weights_in_sync(probe), f"weight sync broken: mean |delta logp| {gap:.4f} >= {SYNC_TOLERANCE}"
 
 
+def test_zero_weight_responses_are_dropped_from_the_actors_update(run):
+    """--rspo.drop_zero_weight in OpenRLHF's real loop (on in the DAG's train job, as in config/paper.yaml): per rollout
+    step the actor's policy loss (the probe, inside the DeepSpeed actor) sees exactly the responses with a non-zero
+    weight plus the shortest zero-weight ones that pad them to whole train.batch_size optimizer steps, each pad with
+    one loss token; the counts come from the step's logged rollout/rspo_* fractions of the whole rollout."""
+    wd, probe, _ = run
+    rows = read_jsonl(wd / "results" / "train" / CELL / "train_log.jsonl")
+    counts = [step_drop_counts(r, SAMPLES_PER_STEP) for r in rows]
+    seen = probe_per_step(probe, [trained for trained, _ in counts])
+    for step, ((trained, weighted), loss) in enumerate(zip(counts, seen), start=1):
+        print(f"step {step}: {weighted} of {SAMPLES_PER_STEP} responses weighted, {trained} trained, "
+              f"{loss['tokens']} loss tokens")
+        assert trained == max(TRAIN_BATCH, math.ceil(weighted / TRAIN_BATCH) * TRAIN_BATCH), (step, trained, weighted)
+        assert loss["weighted_rows"] == weighted, (step, loss)
+        assert loss["zero_rows_tokens"] == trained - weighted, (step, loss)  # a pad keeps its last loss token only
+    assert sum(trained for trained, _ in counts) < STEPS * SAMPLES_PER_STEP, "no step dropped anything"
+
+
 def test_a_broken_weight_sync_fails_the_check(tiny_model, tmp_path):
-    """Control: the same train job with the received weights not loaded into vLLM (RSPO_CPU_NOSYNC=1): after the
-    first update vLLM samples from stale weights and the check must fail, by far."""
+    """Control: the micro config's train job (without dropping) with the received weights not loaded into vLLM
+    (RSPO_CPU_NOSYNC=1): after the first update vLLM samples from stale weights and the check must fail, by far."""
     probe = tmp_path / "probe.jsonl"
     config = write_config(tmp_path / "config.yaml", tiny_model)
     target = f"results/train/{CELL}/train_log.jsonl"
