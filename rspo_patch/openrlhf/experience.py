@@ -416,10 +416,31 @@ class RSPOExperienceMaker(RemoteExperienceMaker):
         return full, stats
 
 
+# per-response info fields whose rollout-wide mean is logged as rollout/<field> (the train/<field> scalars OpenRLHF
+# logs are averages over the micro-batches the actor trained on, which under --rspo.drop_zero_weight leave out most
+# zero-weight responses: train/rspo_correct read 0.625 where the rollout's pass rate was 0.156)
+ROLLOUT_MEAN_FIELDS = ("rspo_correct", "rspo_weight", "rspo_zero_weight")
+
+
+def rollout_means(experiences) -> dict:
+    """{"rollout/<field>": mean over every response of ``experiences``} for each ROLLOUT_MEAN_FIELDS field present in
+    their ``info`` (per-response tensors of shape (B,), one per experience)."""
+    out = {}
+    for field in ROLLOUT_MEAN_FIELDS:
+        values = [exp.info[field].reshape(-1).float() for exp in experiences if field in exp.info]
+        if values:
+            out[f"rollout/{field}"] = float(torch.cat(values).mean())
+    return out
+
+
 def rollout_stats(compute, maker, experiences) -> dict:
-    """``compute(full rollout)`` plus the maker's drop statistics (``RSPOExperienceMaker.take_full_rollout``)."""
+    """``compute(full rollout)``, the rollout-wide means of the RSPO info fields (:func:`rollout_means`) and the
+    maker's drop statistics (``RSPOExperienceMaker.take_full_rollout``): everything over the whole rollout, before
+    any zero-weight response left the update."""
     full, extra = maker.take_full_rollout() if isinstance(maker, RSPOExperienceMaker) else (None, {})
-    stats = compute(full if full is not None else experiences)
+    rollout = full if full is not None else experiences
+    stats = compute(rollout)
+    stats.update(rollout_means(rollout))
     stats.update(extra)
     return stats
 

@@ -201,9 +201,16 @@ def test_drop_zero_weight_removes_responses_from_the_update(parse_flags, make_ex
     assert sorted(len(seq) for seq, *_ in pads) == zero_lengths[:len(pads)]  # the shortest ones
     sizes = [exp.sequences.size(0) for exp in dropped]
     assert len(set(sizes)) == 1 and len(dropped) % ranks == 0  # async_run_method_batch: equal chunks per rank
-    stats = maker.take_full_rollout()[1]
+    from rspo_patch.openrlhf.experience import rollout_stats
+
+    stats = rollout_stats(lambda exps: {"rollout/num_samples": float(sum(e.sequences.size(0) for e in exps))}, maker,
+                          dropped)
+    assert stats["rollout/num_samples"] == P * N  # computed over the whole rollout, not the kept responses
     assert stats["rollout/rspo_dropped_fraction"] == pytest.approx(1 - expected_count / (P * N))
     assert stats["rollout/rspo_zero_weight_fraction"] == pytest.approx(1 - nonzero / (P * N))
+    # rollout-wide means of the info fields, against the registry's weights of every response
+    assert stats["rollout/rspo_weight"] == pytest.approx(float(weights.double().mean()))
+    assert stats["rollout/rspo_zero_weight"] == pytest.approx(1 - nonzero / (P * N))
 
 
 def test_token_mean_policy_loss_gradient_is_the_weighted_log_likelihood(parse_flags, make_experiences,

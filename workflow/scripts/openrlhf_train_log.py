@@ -2,13 +2,19 @@
 
     python workflow/scripts/openrlhf_train_log.py --tensorboard results/ckpt/{cell}/tensorboard --out train_log.jsonl
 
-OpenRLHF 0.11.2 logs ``train/<name>`` scalars per global step (its own: reward, entropy_loss, policy_loss,
-response_length, ...; the RSPO experience maker's ``experience.info``: rspo_weight, rspo_zero_weight, rspo_k; the
-reward function's extra_logs: rspo_correct, ...). They map onto rspo_patch.train_local's log fields:
+OpenRLHF 0.11.2 logs ``train/<name>`` scalars per global step, averaged over the micro-batches the actor trained on
+(its own: reward, entropy_loss, policy_loss, response_length, ...; the RSPO experience maker's ``experience.info``:
+rspo_weight, rspo_zero_weight, rspo_k; the reward function's extra_logs: rspo_correct, ...) and ``train/rollout/<name>``
+scalars over the whole rollout (OpenRLHF: reward_mean, ...; the plugin: rspo_correct, rspo_weight, rspo_zero_weight,
+and the drop statistics). Under ``--rspo.drop_zero_weight`` the actor trains on the non-zero-weight responses (+ a few
+pads), so the train/<name> means describe those, not the rollout; the rollout scalar is used where it exists (below,
+r/ = train/rollout/):
 
-    step <- global step          k <- train/rspo_k                 reward_mean <- train/reward
-    pass_rate <- train/rspo_correct   entropy <- train/entropy_loss   weight_mean <- train/rspo_weight
-    frac_zero_weight <- train/rspo_zero_weight
+    step <- global step                 k <- train/rspo_k                  entropy <- train/entropy_loss
+    reward_mean <- r/reward_mean, else train/reward
+    pass_rate <- r/rspo_correct, else train/rspo_correct
+    weight_mean <- r/rspo_weight, else train/rspo_weight
+    frac_zero_weight <- r/rspo_zero_weight_fraction, else r/rspo_zero_weight, else train/rspo_zero_weight
 
 Fields OpenRLHF does not log (weight_std/min/max, tokens_per_s) are null. Every ``train/*`` scalar is also kept under
 its own name without the prefix. A resumed run writes a second event file that repeats steps: the last value written
@@ -23,13 +29,14 @@ from pathlib import Path
 
 from rspo_core.atomic import write_jsonl_atomic
 
-FIELD_MAP = {
-    "k": "train/rspo_k",
-    "reward_mean": "train/reward",
-    "pass_rate": "train/rspo_correct",
-    "entropy": "train/entropy_loss",
-    "weight_mean": "train/rspo_weight",
-    "frac_zero_weight": "train/rspo_zero_weight",
+FIELD_MAP = {  # field -> tags in order of preference (the first one logged at that step is used)
+    "k": ("train/rspo_k",),
+    "reward_mean": ("train/rollout/reward_mean", "train/reward"),
+    "pass_rate": ("train/rollout/rspo_correct", "train/rspo_correct"),
+    "entropy": ("train/entropy_loss",),
+    "weight_mean": ("train/rollout/rspo_weight", "train/rspo_weight"),
+    "frac_zero_weight": ("train/rollout/rspo_zero_weight_fraction", "train/rollout/rspo_zero_weight",
+                         "train/rspo_zero_weight"),
 }
 UNLOGGED = ("weight_std", "weight_min", "weight_max", "tokens_per_s")
 
@@ -58,8 +65,8 @@ def to_rows(scalars: dict[str, dict[int, tuple[float, float]]]) -> list[dict]:
     rows = []
     for step in steps:
         row: dict = {"step": step}
-        for field, tag in FIELD_MAP.items():
-            v = scalars.get(tag, {}).get(step)
+        for field, tags in FIELD_MAP.items():
+            v = next((scalars[t][step] for t in tags if step in scalars.get(t, {})), None)
             row[field] = None if v is None else v[1]
         if row["k"] is not None:
             row["k"] = int(round(row["k"]))
