@@ -3,7 +3,8 @@
     python benchmarks/stage_times.py [.snakemake/log/<latest>.snakemake.log] [--threads-of RULE=N ...]
 
 Snakemake writes, for every job, a block ``[<timestamp>]`` / ``rule NAME:`` / ... / ``jobid: J`` / ... ``threads: T``
-when it starts the job, and ``[<timestamp>]`` / ``Finished job J.`` when it ends (``localrule`` for local rules).
+when it starts the job, and ``[<timestamp>]`` / ``Finished jobid: J (Rule: NAME)`` (Snakemake 9; ``Finished job J.``
+in 8) when it ends (``localrule`` for local rules).
 This script pairs them and prints, per rule: the number of jobs, the summed wall seconds of its jobs, the summed
 core-seconds (wall x threads) and the longest job, then the run's total wall time (first start to last finish).
 Core-seconds over (cores x wall) is how busy the run kept the machine. Without an argument it reads the newest log in
@@ -24,7 +25,7 @@ _STAMP = re.compile(r"^\[(?P<ts>\w{3} \w{3}\s+\d+ \d\d:\d\d:\d\d \d{4})\]$")
 _RULE = re.compile(r"^(?:local)?rule (?P<rule>\w+):$")
 _JOBID = re.compile(r"^\s+jobid: (?P<id>\d+)$")
 _THREADS = re.compile(r"^\s+threads: (?P<n>\d+)$")
-_DONE = re.compile(r"^Finished job (?P<id>\d+)\.$")
+_DONE = re.compile(r"^Finished job(?:id:)? (?P<id>\d+)(?:\.| \(Rule: \w+\))$")  # Snakemake 8 / 9 wording
 
 
 def parse_log(lines: list[str]) -> dict[int, dict]:
