@@ -14,7 +14,8 @@ for p in (HERE, HERE.parents[1] / "workflow" / "lib"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
-from wf_helpers import FAKE_SBATCH, FAKE_TOOL, MICRO_CELL, MICRO_STEPS, REPO, snakemake_cmd  # noqa: E402
+from wf_helpers import (FAKE_SBATCH, FAKE_TOOL, MICRO_CELL, MICRO_STEPS, REPO, kill_when,  # noqa: E402
+                        snakemake_cmd)
 
 
 def _checkpoints(wd: Path) -> list[Path]:
@@ -30,26 +31,14 @@ def micro_run_killed_and_resumed(tmp_path_factory) -> tuple[Path, list[int]]:
     1. `snakemake` on one training cell, SIGKILL of the whole process group as soon as the trainer has written its
        first checkpoint (a crash in the middle of training: no clean-up by Snakemake);
     2. `snakemake --unlock`, then `snakemake --cores 2` (default target) to the end."""
-    import signal
     import subprocess
-    import time
 
     tmp = tmp_path_factory.mktemp("micro-e2e")
     wd = tmp / "wd"
     wd.mkdir()
     train_log = wd / "results" / "train" / MICRO_CELL / "train_log.jsonl"
-    with open(tmp / "run1.log", "w") as out:
-        proc = subprocess.Popen(snakemake_cmd(wd, str(train_log.relative_to(wd))), cwd=REPO, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.time() + 900
-        try:
-            while not _checkpoints(wd):
-                assert proc.poll() is None, (tmp / "run1.log").read_text()[-3000:]
-                assert time.time() < deadline, "no checkpoint written in time"
-                time.sleep(0.05)
-        finally:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    kill_when(snakemake_cmd(wd, str(train_log.relative_to(wd))), tmp / "run1.log", lambda: bool(_checkpoints(wd)),
+              timeout=900, what="the cell's first checkpoint")
     killed_at = [int(p.name.split("_")[1]) for p in _checkpoints(wd)]
     assert killed_at and max(killed_at) < MICRO_STEPS, f"killed too late: checkpoints {killed_at}"
     assert not train_log.exists()

@@ -10,15 +10,12 @@ runs (killed, resumed, forced uninterrupted).
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import yaml
-from wf_helpers import MICRO, REPO, load_yaml, snakemake_cmd
+from wf_helpers import MICRO, REPO, kill_when, load_yaml, snakemake_cmd
 
 BASE = "model~tiny/algo~base/k~1/n~1/reward~pass/seed~0"  # the base model's cell: only pre-training comes before
 BENCH = "arithmetic"
@@ -56,18 +53,8 @@ def test_generate_killed_with_snakemake_resumes_from_its_partial_file_and_ends_i
     target = str(samples.relative_to(wd))
 
     # --- 1. data, pre-training, then generate until KILL_AT problems are in the partial file: SIGKILL everything ---
-    with open(tmp_path / "run1.log", "w") as out:
-        proc = subprocess.Popen(snakemake_cmd(wd, target, configfile=config), cwd=REPO, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.time() + 600
-        try:
-            while _lines(partial) < KILL_AT * N:
-                assert proc.poll() is None, (tmp_path / "run1.log").read_text()[-3000:]
-                assert time.time() < deadline, "generation did not reach the kill point in time"
-                time.sleep(0.01)
-        finally:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    kill_when(snakemake_cmd(wd, target, configfile=config), tmp_path / "run1.log",
+              lambda: _lines(partial) >= KILL_AT * N, timeout=600, poll=0.01, what="the generation's kill point")
     at_kill = partial.read_bytes()
     (tmp_path / "partial_at_kill.jsonl").write_bytes(at_kill)  # kept for a post-mortem
     kept = at_kill.count(b"\n") // N  # complete problems (a problem is appended whole; a torn tail is dropped)

@@ -89,3 +89,24 @@ echo "{name} $*" >> "$FAKE_SLURM_LOG"
 {body}
 """
 
+
+def kill_when(cmd: list[str], log: Path, done, *, timeout: float, poll: float = 0.05, what: str = "the kill point"):
+    """Run ``cmd`` (cwd REPO, output to ``log``) in its own process group and SIGKILL the whole group as soon as
+    ``done()`` is true: a crash at that point, with no clean-up by Snakemake. Fails (with the log's tail) if the
+    process ends first or ``timeout`` seconds pass."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.time() + timeout
+        try:
+            while not done():
+                assert proc.poll() is None, log.read_text()[-3000:]
+                assert time.time() < deadline, f"{what} not reached in {timeout:.0f} s"
+                time.sleep(poll)
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
