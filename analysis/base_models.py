@@ -1,6 +1,7 @@
 """The starting points of RL: ``results/tables/base_models.csv`` from each pre-trained model's summary.
 
-    python -m analysis.base_models --models results/models/tiny results/models/small --out results/tables/base_models.csv
+    python -m analysis.base_models --models results/models/tiny results/models/small \
+        --out results/tables/base_models.csv
 
 One row per model folder written by ``rspo_patch.pretrain`` (its ``pretrain_summary.json``): model (folder name),
 parameters, steps (the fixed budget), heldout_pass1 (final held-out pass@1 at T = 1), expect_low / expect_high (the

@@ -176,7 +176,8 @@ def pretrain(train_path: str, heldout_path: str, out: str, *, steps: int = 600, 
     ``model_kwargs`` overrides the architecture of ``build_tiny_llama`` (hidden, layers, heads, intermediate).
     """
     expected = check_settings(expect_pass1=expect_pass1, lr=lr, warmup_steps=warmup_steps, min_lr_ratio=min_lr_ratio,
-                              eval_every=eval_every, stop_at_pass1=stop_at_pass1, steps=steps, batch_size=batch_size, eval_problems=eval_problems,
+                              eval_every=eval_every, stop_at_pass1=stop_at_pass1, steps=steps, batch_size=batch_size,
+                              eval_problems=eval_problems,
                               eval_samples=eval_samples, max_new_tokens=max_new_tokens, **(model_kwargs or {}))
     train_rows, held_rows = read_rows(train_path), read_rows(heldout_path)
     held_rows = held_rows[:eval_problems]
@@ -286,7 +287,8 @@ def check_argv(argv: list[str]) -> None:
     job). ValueError naming the bad flag."""
     a = parse_strict(build_parser(), argv)
     check_settings(expect_pass1=a.expect_pass1, lr=a.lr, warmup_steps=a.warmup_steps, min_lr_ratio=a.min_lr_ratio,
-                   eval_every=a.eval_every, stop_at_pass1=a.stop_at_pass1, steps=a.steps, batch_size=a.batch_size, eval_problems=a.eval_problems,
+                   eval_every=a.eval_every, stop_at_pass1=a.stop_at_pass1, steps=a.steps, batch_size=a.batch_size,
+                   eval_problems=a.eval_problems,
                    eval_samples=a.eval_samples, max_new_tokens=a.max_new_tokens, **_model_kwargs(a))
 
 
