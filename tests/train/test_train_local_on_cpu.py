@@ -402,3 +402,22 @@ def test_check_argv_names_the_bad_flag_without_reading_paths(module, argv, match
     check(argv[:6])  # the paths are placeholders: nothing is read
     with pytest.raises(ValueError, match=match):
         check(argv)
+
+
+def test_base_models_table_reports_each_start(base_model, tmp_path):
+    """analysis.base_models: one row per pre-trained folder, read from the summary pretrain wrote; a folder without
+    one is a one-line error naming it."""
+    import pandas as pd
+
+    from analysis.base_models import BASE_MODEL_COLUMNS, main
+
+    out_dir, summary = base_model
+    out = tmp_path / "base_models.csv"
+    assert main(["--models", str(out_dir), "--out", str(out)]) == 0
+    (row,) = pd.read_csv(out).to_dict("records")
+    assert list(pd.read_csv(out).columns) == list(BASE_MODEL_COLUMNS)
+    assert row["model"] == out_dir.name and row["steps"] == 40 and row["parameters"] == summary["parameters"]
+    assert row["heldout_pass1"] == pytest.approx(summary["heldout_pass@1"])
+    assert (row["expect_low"], row["expect_high"], row["in_expected_range"]) == (0.0, 1.0, True)
+    with pytest.raises(SystemExit):
+        main(["--models", str(tmp_path), "--out", str(tmp_path / "x.csv")])
