@@ -24,6 +24,7 @@ MAINS = {  # module of `python -m` -> where its main(argv) lives
     "analysis.metrics": "analysis.metrics",
     "analysis.aggregate": "analysis.aggregate",
     "analysis.claims": "analysis.claims",
+    "analysis.base_models": "analysis.base_models",
     "analysis.figures": "analysis.figures.__main__",
     "analysis.report": "analysis.report",
     "analysis.contamination": "analysis.contamination",

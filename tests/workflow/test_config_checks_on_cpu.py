@@ -38,27 +38,27 @@ CELL = "model~tiny/algo~{algo}/k~{k}/n~{n}/reward~{reward}/seed~0"
 SEMANTIC_CASES = {
     "unknown estimator": (
         {"families.main.grid": [{"algo": "rspo_foo", "k": 4}]},
-        "family 'main', cell " + CELL.format(algo="rspo_foo", k=4, n=8, reward="pass"),
+        "family 'main', cell " + CELL.format(algo="rspo_foo", k=4, n=16, reward="pass"),
         "unknown algorithm (estimator) 'rspo_foo'"),
     "unknown benchmark": (
         {"families.main.benchmarks": ["arithmetic", "aime99"]}, "family 'main'", "unknown benchmark 'aime99'"),
     "unknown model": (
         {"families.grpo.model": "gpt5"}, "family 'grpo'", "unknown model 'gpt5'"),
     "k > n": (
-        {"families.main.grid": [{"algo": "rspo_pass", "k": 16}]},
-        "cell " + CELL.format(algo="rspo_pass", k=16, n=8, reward="pass"), "k=16 > n=8"),
+        {"families.main.grid": [{"algo": "rspo_pass", "k": 32}]},
+        "cell " + CELL.format(algo="rspo_pass", k=32, n=16, reward="pass"), "k=32 > n=16"),
     "k does not divide n (baseline)": (
         {"families.main.grid": [{"algo": "baseline", "k": 3}]},
-        "cell " + CELL.format(algo="baseline", k=3, n=8, reward="pass"), "k must divide n"),
+        "cell " + CELL.format(algo="baseline", k=3, n=16, reward="pass"), "k must divide n"),
     "binary-only estimator with the max reward": (
         {"families.maxk.grid": [{"algo": "rspo_pass", "k": 4}]},
-        "family 'maxk', cell " + CELL.format(algo="rspo_pass", k=4, n=8, reward="max"), "binary 0/1 rewards"),
+        "family 'maxk', cell " + CELL.format(algo="rspo_pass", k=4, n=16, reward="max"), "binary 0/1 rewards"),
     "n < 2": (
         {"families.grpo.n": 1}, "family 'grpo', cell " + CELL.format(algo="grpo", k=1, n=1, reward="pass"),
         "at least n=2"),
     "k schedule on the block baseline": (
         {"families.peers.grid": [{"algo": "baseline", "k": 4, "k_schedule": "linear"}]},
-        "family 'peers', cell model~tiny/algo~baseline/k~4-linear/n~8/reward~pass/seed~0", "constant' k schedule"),
+        "family 'peers', cell model~tiny/algo~baseline/k~4-linear/n~16/reward~pass/seed~0", "constant' k schedule"),
     "missing model path": (
         {"models.tiny": {"source": "path", "path": "/nonexistent/model-dir", "template": "plain"}},
         "model 'tiny'", "model path '/nonexistent/model-dir' does not exist"),
@@ -146,7 +146,7 @@ def test_snakemake_stops_before_any_job_with_the_message(tmp_path):
     path.write_text(yaml.safe_dump(cfg))
     with pytest.raises(Exception) as err:
         dryrun_jobs(path, tmp_path / "wd")
-    assert "family 'main', cell model~tiny/algo~baseline/k~3/n~8/reward~pass/seed~0" in str(err.value)
+    assert "family 'main', cell model~tiny/algo~baseline/k~3/n~16/reward~pass/seed~0" in str(err.value)
     assert "k must divide n" in str(err.value)
 
 
