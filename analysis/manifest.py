@@ -29,7 +29,7 @@ from rspo_core.cells import TABLE_COLUMNS, Cell, eval_targets, family_cells, uni
 MANIFEST_VERSION = 2
 # Family names of the paper's experiments that configs may spell differently (first = the default config's name).
 # The larger model's repetition of the main comparison (Figure 9, claim C7): `main_large` in config/config.yaml
-# (the ~4M char model), `main_7b` in config/paper.yaml (Qwen2.5-Math-7B).
+# (the ~2.4M char model), `main_7b` in config/paper.yaml (Qwen2.5-Math-7B).
 LARGER_MODEL_FAMILIES = ("main_large", "main_7b", "7b")
 N_SCALING_FAMILIES = ("n_scaling", "nscale")
 
