@@ -4,8 +4,9 @@
         --out results/tables/base_models.csv
 
 One row per model folder written by ``rspo_patch.pretrain`` (its ``pretrain_summary.json``): model (folder name),
-parameters, steps (the fixed budget), heldout_pass1 (final held-out pass@1 at T = 1), expect_low / expect_high (the
-documented range, config ``pretrain_args.expect_pass1``), in_expected_range, seed, threads, wall_time_s. The report
+parameters, steps (the step where pre-training stopped), stop_at_pass1 (its threshold, empty without one),
+reached_threshold, heldout_pass1 (held-out pass@1 at T = 1 at that step), expect_low / expect_high (the documented
+range, config ``pretrain_args.expect_pass1``), in_expected_range, seed, threads, wall_time_s. The report
 shows it, so a start that differs from the documented one is visible next to the results it produced.
 """
 
@@ -20,8 +21,8 @@ import pandas as pd
 
 from analysis.aggregate import write_csv_atomic
 
-BASE_MODEL_COLUMNS = ("model", "parameters", "steps", "heldout_pass1", "expect_low", "expect_high",
-                      "in_expected_range", "seed", "threads", "wall_time_s")
+BASE_MODEL_COLUMNS = ("model", "parameters", "steps", "stop_at_pass1", "reached_threshold", "heldout_pass1",
+                      "expect_low", "expect_high", "in_expected_range", "seed", "threads", "wall_time_s")
 
 
 def base_model_row(model_dir: Path) -> dict:
@@ -32,6 +33,7 @@ def base_model_row(model_dir: Path) -> dict:
     s = json.loads(path.read_text())
     lo, hi = s.get("expect_pass1") or (None, None)
     return {"model": Path(model_dir).name, "parameters": s["parameters"], "steps": s["steps"],
+            "stop_at_pass1": s.get("stop_at_pass1"), "reached_threshold": s.get("reached_threshold"),
             "heldout_pass1": s["heldout_pass@1"], "expect_low": lo, "expect_high": hi,
             "in_expected_range": s.get("in_expected_range"), "seed": s["seed"], "threads": s.get("threads"),
             "wall_time_s": round(float(s["wall_time"]), 1)}

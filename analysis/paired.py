@@ -9,8 +9,8 @@ benchmark, metric (pass@k / max@k) and evaluation k, and every pair of methods t
     rspo_max   - baseline   at the same training k and n   (Max@k, Figure 11)
 
 the row holds each seed's two values and their difference (paired: same seed, hence same base model and the same
-evaluation seed; rows of a seed where either cell is missing are left out), and the 95% t-interval over seeds of the
-mean difference (``analysis.stats.t_interval``; NaN bounds with one seed).
+evaluation seed; a seed where either cell is missing is left out, and a pair with fewer than two common seeds gets no
+row), and the 95% t-interval over seeds of the mean difference (``analysis.stats.t_interval``).
 
 Columns: family, benchmark, metric, k, method_a, method_b, train_k, n, seeds (``0;1;2``), values_a, values_b,
 diffs (``seed:value;...``), mean_diff, ci_low, ci_high, n_seeds.

@@ -1,6 +1,6 @@
 """Per-stage times of a finished Snakemake run, from Snakemake's own log.
 
-    python benchmarks/stage_times.py [.snakemake/log/<latest>.snakemake.log] [--threads-of RULE=N ...]
+    python benchmarks/stage_times.py [.snakemake/log/<latest>.snakemake.log] [--cores N]
 
 Snakemake writes, for every job, a block ``[<timestamp>]`` / ``rule NAME:`` / ... / ``jobid: J`` / ... ``threads: T``
 when it starts the job, and ``[<timestamp>]`` / ``Finished jobid: J (Rule: NAME)`` (Snakemake 9; ``Finished job J.``

@@ -1,7 +1,7 @@
 """Pre-train a char-level Llama on arithmetic until its held-out pass@1 first reaches a threshold (a weak start).
 
     python -m rspo_patch.pretrain --train results/data/arith_train.jsonl --heldout results/data/arith_test.jsonl \
-        --out results/models/tiny [--stop-at-pass1 0.10 --eval-every 10] [--steps 600] [--expect-pass1 0.08 0.14]
+        --out results/models/tiny [--stop-at-pass1 0.10 --eval-every 10] [--steps 600] [--expect-pass1 0.10 0.14]
 
 RL needs a weak start (a model that solves some problems some of the time; research/tiny-rl.md), and the start must
 not depend on the machine. Held-out pass@1 of this model rises through a steep, seed-dependent jump: with the same

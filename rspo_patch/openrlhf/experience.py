@@ -42,11 +42,13 @@ Engine verdicts: OpenRLHF passes the reward file only the decoded text, so ``app
 reward from the text's verdict (``rspo_correct``) and the engine's finish reason / token count (truncated -> wrong, as
 evaluation grades it; the max reward's length = the engine's count), for built-in estimators too.
 
-Logged (every tensor in ``experience.info`` reaches train/* in TensorBoard / W&B, averaged over samples):
+Logged (every tensor in ``experience.info`` reaches train/* in TensorBoard / W&B, averaged over the samples the actor
+trained on):
 ``rspo_weight`` (the weight, before clipping), ``rspo_zero_weight`` (fraction of exactly-zero weights),
 ``rspo_weight_clipped`` (fraction clamped by ``--reward.clip_range``), ``rspo_k`` (k used this step), and with
 ``--rspo.drop_zero_weight`` ``rspo_dropped`` (1 on padding responses) and, per rollout step, ``rollout/rspo_*``:
-zero-weight, removed and padding fractions, and the fraction of tokens still trained on. OpenRLHF itself logs ``reward``,
+zero-weight, removed and padding fractions, and the fraction of tokens still trained on. Always, over the whole rollout
+(``rollout_means``): ``rollout/rspo_correct``, ``rollout/rspo_weight``, ``rollout/rspo_token_nll``. OpenRLHF itself logs ``reward``,
 ``return``, ``group_reward_std``, ``policy_loss``, ``kl`` and, when ``--actor.entropy_coef`` is not None (the launcher
 defaults it to 0: computed and logged, not optimised), ``entropy_loss`` = the token-mean policy entropy.
 """
@@ -418,18 +420,29 @@ class RSPOExperienceMaker(RemoteExperienceMaker):
 
 # per-response info fields whose rollout-wide mean is logged as rollout/<field> (the train/<field> scalars OpenRLHF
 # logs are averages over the micro-batches the actor trained on, which under --rspo.drop_zero_weight leave out most
-# zero-weight responses: train/rspo_correct read 0.625 where the rollout's pass rate was 0.156)
-ROLLOUT_MEAN_FIELDS = ("rspo_correct", "rspo_weight", "rspo_zero_weight")
+# zero-weight responses: train/rspo_correct read 0.625 where the rollout's pass rate was 0.156; the zero-weight
+# fraction of the rollout is drop_stats' rollout/rspo_zero_weight_fraction)
+ROLLOUT_MEAN_FIELDS = ("rspo_correct", "rspo_weight")
 
 
 def rollout_means(experiences) -> dict:
-    """{"rollout/<field>": mean over every response of ``experiences``} for each ROLLOUT_MEAN_FIELDS field present in
-    their ``info`` (per-response tensors of shape (B,), one per experience)."""
+    """Rollout-wide statistics of ``experiences`` (every response, before any is dropped):
+
+    - ``rollout/<field>``: mean over responses of each ROLLOUT_MEAN_FIELDS field in ``info`` ((B,) per experience);
+    - ``rollout/rspo_token_nll``: sum(-action_log_probs * action_mask) / sum(action_mask) over every response, the
+      sampled tokens' mean negative log-probability under the policy that sampled them: a Monte Carlo estimate of the
+      per-token entropy of the sampling distribution, the same for every algorithm (OpenRLHF's entropy_loss is
+      computed in the training forward, so under dropping over each algorithm's kept responses only).
+    """
     out = {}
     for field in ROLLOUT_MEAN_FIELDS:
         values = [exp.info[field].reshape(-1).float() for exp in experiences if field in exp.info]
         if values:
             out[f"rollout/{field}"] = float(torch.cat(values).mean())
+    nll = [(-(exp.action_log_probs.float() * exp.action_mask).sum(), exp.action_mask.sum()) for exp in experiences
+           if exp.action_log_probs is not None and exp.action_mask is not None]
+    if nll and float(sum(n for _, n in nll)) > 0:
+        out["rollout/rspo_token_nll"] = float(sum(s for s, _ in nll) / sum(n for _, n in nll))
     return out
 
 

@@ -210,7 +210,6 @@ def test_drop_zero_weight_removes_responses_from_the_update(parse_flags, make_ex
     assert stats["rollout/rspo_zero_weight_fraction"] == pytest.approx(1 - nonzero / (P * N))
     # rollout-wide means of the info fields, against the registry's weights of every response
     assert stats["rollout/rspo_weight"] == pytest.approx(float(weights.double().mean()))
-    assert stats["rollout/rspo_zero_weight"] == pytest.approx(1 - nonzero / (P * N))
 
 
 def test_token_mean_policy_loss_gradient_is_the_weighted_log_likelihood(parse_flags, make_experiences,
@@ -433,3 +432,18 @@ def test_rewards_use_the_engines_finish_reason_and_token_count(parse_flags, make
     weights = _by_index(out, lambda exp, row: float(exp.info["rspo_weight"][row]))
     expected_w = compute_weights(name, expected_rewards.reshape(P, N), k=2).reshape(-1)
     torch.testing.assert_close(torch.tensor([weights[j] for j in range(N * P)]), expected_w)
+
+
+def test_rollout_token_nll_is_the_mean_negative_log_prob_of_every_sampled_token(make_experiences):
+    """rollout/rspo_token_nll over the whole rollout: sampled tokens' -log pi, averaged over action-mask tokens (by
+    hand: the first experience's tokens at log-prob -1.0, every other token at -0.25)."""
+    from rspo_patch.openrlhf.experience import rollout_means
+
+    exps = make_experiences(_binary_rewards(), n=N, micro_batch=5)
+    for i, exp in enumerate(exps):
+        exp.action_log_probs = torch.full_like(exp.action_log_probs, -1.0 if i == 0 else -0.25)
+    first = float(exps[0].action_mask.sum())
+    total = float(sum(exp.action_mask.sum() for exp in exps))
+    assert 0 < first < total
+    stats = rollout_means(exps)
+    assert stats["rollout/rspo_token_nll"] == pytest.approx((1.0 * first + 0.25 * (total - first)) / total)

@@ -49,13 +49,13 @@ def test_rollout_scalars_win_over_the_trained_micro_batch_means(tmp_path):
     for tag, value in {"train/reward": 0.625, "train/rspo_correct": 0.625, "train/rspo_weight": 2.5,
                        "train/rspo_zero_weight": 0.1, "train/rollout/reward_mean": 0.156,
                        "train/rollout/rspo_correct": 0.156, "train/rollout/rspo_weight": 0.4,
-                       "train/rollout/rspo_zero_weight": 0.86, "train/rollout/rspo_zero_weight_fraction": 0.875,
+                       "train/rollout/rspo_zero_weight_fraction": 0.875, "train/rollout/rspo_token_nll": 0.9,
                        "train/rspo_k": 4.0, "train/entropy_loss": 0.7}.items():
         w.add_scalar(tag, value, 1)
     w.close()
     (row,) = tb_log.to_rows(tb_log.read_scalars(tmp_path / "tb"))
     assert (row["pass_rate"], row["reward_mean"], row["weight_mean"]) == pytest.approx((0.156, 0.156, 0.4))
-    assert row["frac_zero_weight"] == pytest.approx(0.875)
+    assert row["frac_zero_weight"] == pytest.approx(0.875) and row["entropy"] == pytest.approx(0.9)
     assert row["rspo_correct"] == pytest.approx(0.625)  # the trained-batch mean stays available under its own name
 
 

@@ -15,14 +15,12 @@ import json
 import os
 import re
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
-from wf_helpers import REPO
+from wf_helpers import REPO, snakemake_cmd
 
-MICRO = REPO / "tests" / "workflow" / "micro" / "config.yaml"
 
 # reference, written here: each table the report must carry -> (category, a phrase its caption must contain)
 TABLES = {
@@ -40,11 +38,6 @@ FIGURE_KINDS = {"tables": "From the runs", "analytic": "Analytic", "bandit": "To
 BANDS = "mean over seeds of each method"  # the statistics sentence of a figure drawn from the runs
 
 
-def _snakemake(wd: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "snakemake", "--directory", str(wd), "--cores", "2", "--configfile", str(MICRO),
-            *args]
-
-
 @pytest.fixture(scope="module")
 def micro_run(request) -> Path:
     """The folder of a finished micro run: RSPO_MICRO_WORKDIR if set, else the suite's one end-to-end micro run
@@ -56,7 +49,7 @@ def micro_run(request) -> Path:
 
 
 def _make_report(wd: Path, out: Path) -> None:
-    run = subprocess.run(_snakemake(wd, "--report", str(out)), cwd=REPO, capture_output=True, text=True, timeout=600)
+    run = subprocess.run(snakemake_cmd(wd, "--report", str(out)), cwd=REPO, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     assert out.stat().st_size > 0
 

@@ -10,11 +10,13 @@ and the drop statistics). Under ``--rspo.drop_zero_weight`` the actor trains on 
 pads), so the train/<name> means describe those, not the rollout; the rollout scalar is used where it exists (below,
 r/ = train/rollout/):
 
-    step <- global step                 k <- train/rspo_k                  entropy <- train/entropy_loss
+    step <- global step                 k <- train/rspo_k
+    entropy <- r/rspo_token_nll (sampled tokens' mean -log pi: the sampling distribution's entropy, estimated over
+               every response), else train/entropy_loss
     reward_mean <- r/reward_mean, else train/reward
     pass_rate <- r/rspo_correct, else train/rspo_correct
     weight_mean <- r/rspo_weight, else train/rspo_weight
-    frac_zero_weight <- r/rspo_zero_weight_fraction, else r/rspo_zero_weight, else train/rspo_zero_weight
+    frac_zero_weight <- r/rspo_zero_weight_fraction (logged under dropping), else train/rspo_zero_weight
 
 Fields OpenRLHF does not log (weight_std/min/max, tokens_per_s) are null. Every ``train/*`` scalar is also kept under
 its own name without the prefix. A resumed run writes a second event file that repeats steps: the last value written
@@ -33,10 +35,9 @@ FIELD_MAP = {  # field -> tags in order of preference (the first one logged at t
     "k": ("train/rspo_k",),
     "reward_mean": ("train/rollout/reward_mean", "train/reward"),
     "pass_rate": ("train/rollout/rspo_correct", "train/rspo_correct"),
-    "entropy": ("train/entropy_loss",),
+    "entropy": ("train/rollout/rspo_token_nll", "train/entropy_loss"),
     "weight_mean": ("train/rollout/rspo_weight", "train/rspo_weight"),
-    "frac_zero_weight": ("train/rollout/rspo_zero_weight_fraction", "train/rollout/rspo_zero_weight",
-                         "train/rspo_zero_weight"),
+    "frac_zero_weight": ("train/rollout/rspo_zero_weight_fraction", "train/rspo_zero_weight"),
 }
 UNLOGGED = ("weight_std", "weight_min", "weight_max", "tokens_per_s")
 
