@@ -36,7 +36,7 @@ import pandas as pd
 from analysis.aggregate import METRIC_FILES, TRAIN_FILE, write_csv_atomic
 from analysis.manifest import LARGER_MODEL_FAMILIES, N_SCALING_FAMILIES, read_manifest
 from analysis.paired import paired_table
-from analysis.stats import t_interval
+from analysis.stats import constant_k, t_interval
 
 log = logging.getLogger("analysis.claims")
 
@@ -95,7 +95,7 @@ def metric_curves(table: pd.DataFrame, cells: list[str], benches: list[str]) -> 
     if table.empty:
         return curves, base
     sub = table[table["cell"].isin(cells) & table["benchmark"].isin(benches)
-                & (table["k_schedule"].fillna("constant") == "constant")]
+                & constant_k(table)]
     for key, g in sub.groupby(["model", "reward", "benchmark", "algo", "train_k", "n", "seed"], sort=True):
         model, reward, bench, algo, tk, n, seed = key
         vals = {int(k): float(v) for k, v in zip(g["k"], g["value"])}
@@ -111,7 +111,7 @@ def final_entropy(curves: pd.DataFrame, cells: list[str]) -> dict:
     out: dict = defaultdict(lambda: defaultdict(dict))
     if curves.empty:
         return out
-    sub = curves[curves["cell"].isin(cells) & (curves["k_schedule"].fillna("constant") == "constant")]
+    sub = curves[curves["cell"].isin(cells) & constant_k(curves)]
     for key, g in sub.groupby(["model", "reward", "n", "algo", "train_k", "seed"], sort=True):
         model, reward, n, algo, tk, seed = key
         ent = pd.to_numeric(g.sort_values("step")["entropy"], errors="coerce").dropna()

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from analysis.stats import t_interval
+from analysis.stats import constant_k, t_interval
 
 # (better, worse, same training k?) pairs compared within a seed; pg ignores k (train_k 1)
 PAIRS = (("rspo_pass", "baseline", True), ("rspo_pass", "pg", False), ("baseline", "pg", False),
@@ -35,8 +35,7 @@ def _fmt(values) -> str:
 
 def _family_frame(metrics: pd.DataFrame, cells: list[str], benches: list[str]) -> pd.DataFrame:
     """Rows of ``metrics`` (pass@k + max@k rows, tidy) for the family's constant-k cells and benchmarks."""
-    rows = metrics[metrics["cell"].isin(cells) & metrics["benchmark"].isin(benches)]
-    return rows[rows["k_schedule"] == "constant"]
+    return metrics[metrics["cell"].isin(cells) & metrics["benchmark"].isin(benches) & constant_k(metrics)]
 
 
 def paired_rows(rows: pd.DataFrame, family: str) -> list[dict]:

@@ -29,8 +29,8 @@ log = logging.getLogger("analysis.report")
 
 SUMMARY_TABLES = (("passk_summary.csv", "Pass@k per benchmark (mean over seeds, 95% CI)"),
                   ("maxk_summary.csv", "Max@k per benchmark (mean over seeds, 95% CI)"))
-# shown when the run wrote them: the RL starting points (analysis.base_models) and the paired differences over seeds
-# (analysis.paired)
+# shown when the run wrote them (else left out): the RL starting points (analysis.base_models) and the paired
+# differences over seeds (analysis.paired)
 OPTIONAL_TABLES = (("base_models.csv", "Starting points: the pre-trained models (held-out pass@1 at the start of RL)"),
                    ("paired.csv", "Paired differences over seeds (per-seed values, mean difference, 95% t-interval)"))
 TRAIN_COLUMNS = ("reward_mean", "pass_rate", "entropy", "frac_zero_weight", "tokens_per_s", "wall_time")
@@ -193,22 +193,16 @@ def render(fig_dir: Path, tables_dir: Path, *, config: Path | None = None) -> st
     parts.append('<h2 id="tables">Tables</h2>')
     parts.append(gaps_html(tables_dir))
     any_table = False
-    for fname, title in OPTIONAL_TABLES:
+    tables = [(*t, False) for t in OPTIONAL_TABLES] + [(*t, True) for t in SUMMARY_TABLES]
+    for fname, title, required in tables:  # a required table that is missing or empty says so
         path = tables_dir / fname
         df = pd.read_csv(path) if path.is_file() and path.stat().st_size else None
         if df is not None and not df.empty:
             parts.append(_table_html(df, title, fname.replace(".csv", "")))
             any_table = True
-    for fname, title in SUMMARY_TABLES:
-        path = tables_dir / fname
-        if path.is_file():
-            df = pd.read_csv(path)
-            if not df.empty:
-                parts.append(_table_html(df, title, fname.replace(".csv", "")))
-                any_table = True
-                continue
-        parts.append(f"<h3>{html.escape(title)}</h3><p class=\"missing\">no rows ({html.escape(fname)} "
-                     f"{'is empty' if path.is_file() else 'not found'})</p>")
+        elif required:
+            parts.append(f"<h3>{html.escape(title)}</h3><p class=\"missing\">no rows ({html.escape(fname)} "
+                         f"{'is empty' if path.is_file() else 'not found'})</p>")
     ts = train_summary(tables_dir)
     if ts is not None:
         parts.append(_table_html(ts, "Training: last logged step of every cell", "train_summary"))

@@ -21,6 +21,13 @@ METHOD_KEYS = ["model", "algo", "train_k", "k_schedule", "n", "reward"]
 CURVE_COLUMNS = METHOD_KEYS + ["benchmark", "k", "value", "ci_low", "ci_high", "n_seeds", "ci_method"]
 
 
+def constant_k(table: pd.DataFrame) -> pd.Series:
+    """Boolean mask of the rows of a tidy table (passk / maxk / train_curves) whose cell trains at a constant k:
+    ``k_schedule`` "constant" or missing (tables written before the column existed). Claims and paired differences
+    judge constant-k cells only; k-annealed cells are drawn in the figures."""
+    return table["k_schedule"].fillna("constant") == "constant"
+
+
 def t_quantile(df) -> np.ndarray | float:
     """0.975 quantile of Student's t with df degrees of freedom (scalar or array; df >= 1)."""
     from scipy.stats import t as student_t

@@ -48,9 +48,9 @@ trained on):
 ``rspo_weight_clipped`` (fraction clamped by ``--reward.clip_range``), ``rspo_k`` (k used this step), and with
 ``--rspo.drop_zero_weight`` ``rspo_dropped`` (1 on padding responses) and, per rollout step, ``rollout/rspo_*``:
 zero-weight, removed and padding fractions, and the fraction of tokens still trained on. Always, over the whole rollout
-(``rollout_means``): ``rollout/rspo_correct``, ``rollout/rspo_weight``, ``rollout/rspo_token_nll``. OpenRLHF itself logs ``reward``,
-``return``, ``group_reward_std``, ``policy_loss``, ``kl`` and, when ``--actor.entropy_coef`` is not None (the launcher
-defaults it to 0: computed and logged, not optimised), ``entropy_loss`` = the token-mean policy entropy.
+(``rollout_means``): ``rollout/rspo_correct``, ``rollout/rspo_weight``, ``rollout/rspo_token_nll``. OpenRLHF itself logs
+``reward``, ``return``, ``group_reward_std``, ``policy_loss``, ``kl`` and, when ``--actor.entropy_coef`` is not None
+(the launcher defaults it to 0: computed and logged, not optimised), ``entropy_loss`` = the token-mean policy entropy.
 """
 
 from __future__ import annotations
