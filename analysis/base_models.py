@@ -6,7 +6,8 @@
 One row per model folder written by ``rspo_patch.pretrain`` (its ``pretrain_summary.json``): model (folder name),
 parameters, steps (the step where pre-training stopped), stop_at_pass1 (its threshold, empty without one),
 reached_threshold, heldout_pass1 (held-out pass@1 at T = 1 at that step), expect_low / expect_high (the documented
-range, config ``pretrain_args.expect_pass1``), in_expected_range, seed, threads, wall_time_s. The report
+range, config ``pretrain_args.expect_pass1``), in_expected_range, seed, threads, cpu_capability (the vector code
+ATen ran, e.g. AVX2: config ``cpu_isa``, rspo_core.cpu_math), wall_time_s. The report
 shows it, so a start that differs from the documented one is visible next to the results it produced.
 """
 
@@ -22,7 +23,8 @@ import pandas as pd
 from analysis.aggregate import write_csv_atomic
 
 BASE_MODEL_COLUMNS = ("model", "parameters", "steps", "stop_at_pass1", "reached_threshold", "heldout_pass1",
-                      "expect_low", "expect_high", "in_expected_range", "seed", "threads", "wall_time_s")
+                      "expect_low", "expect_high", "in_expected_range", "seed", "threads", "cpu_capability",
+                      "wall_time_s")
 
 
 def base_model_row(model_dir: Path) -> dict:
@@ -36,6 +38,7 @@ def base_model_row(model_dir: Path) -> dict:
             "stop_at_pass1": s.get("stop_at_pass1"), "reached_threshold": s.get("reached_threshold"),
             "heldout_pass1": s["heldout_pass@1"], "expect_low": lo, "expect_high": hi,
             "in_expected_range": s.get("in_expected_range"), "seed": s["seed"], "threads": s.get("threads"),
+            "cpu_capability": (s.get("cpu_math") or {}).get("cpu_capability"),
             "wall_time_s": round(float(s["wall_time"]), 1)}
 
 

@@ -43,6 +43,7 @@ import torch
 from tqdm import tqdm
 
 from rspo_core.cli import parse_strict
+from rspo_core.cpu_math import math_backend
 from rspo_core.jsonl import read_jsonl
 from rspo_core.sampler import SamplingConfig, problem_seed, row_seeds, sample, stop_token_ids
 from rspo_patch.charlm import (build_char_tokenizer, build_tiny_llama, charset_for, count_parameters, grade_texts,
@@ -235,7 +236,8 @@ def pretrain(train_path: str, heldout_path: str, out: str, *, steps: int = 600, 
                "architecture": dict(model_kwargs or {}), "lr": lr, "warmup_steps": warmup_steps,
                "min_lr_ratio": min_lr_ratio, "batch_size": batch_size, "eval_samples": eval_samples,
                "eval_problems": len(held_rows), "threads": torch.get_num_threads(), "wall_time": time.time() - t0,
-               "train": os.path.abspath(train_path), "heldout": os.path.abspath(heldout_path)}
+               "train": os.path.abspath(train_path), "heldout": os.path.abspath(heldout_path),
+               "cpu_math": math_backend()}
     save_hf_atomic(model, tok, out, {
         "pretrain_log.jsonl": "".join(json.dumps(r) + "\n" for r in lines),
         "pretrain_summary.json": json.dumps(summary, indent=2) + "\n",

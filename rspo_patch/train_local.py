@@ -57,6 +57,7 @@ import torch
 from tqdm import tqdm
 
 from rspo_core.cli import parse_strict
+from rspo_core.cpu_math import math_backend
 from rspo_core.fingerprint import file_sha256, model_sha256, stale_reason
 from rspo_core.hparams import parse_hp
 from rspo_core.grading import DEFAULT_TIMEOUT_S
@@ -348,7 +349,7 @@ def write_outputs_atomic(out: str, model, tokenizer, log_lines: list[dict], conf
     with open(os.path.join(tmp, "train_log.jsonl"), "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in log_lines)
     with open(os.path.join(tmp, "train_config.json"), "w") as f:
-        json.dump(config, f, indent=2)
+        json.dump({**config, "cpu_math": math_backend()}, f, indent=2)  # the math it ran on (not a resume key)
     if tb_dir and os.path.isdir(tb_dir):
         shutil.copytree(tb_dir, os.path.join(tmp, "tensorboard"))
     replace_dir(tmp, out)

@@ -331,6 +331,7 @@ def test_configfile_with_a_yaml_syntax_error_stops_snakemake_and_the_preflight_n
 def test_schema_enums_agree_with_the_constants_they_name(schema):
     """Each concept is defined once in code; the schema's enums must name exactly those values."""
     from analysis.generate import BACKENDS
+    from rspo_core.cpu_math import CPU_ISA_CHOICES
     from rspo_core.grading import FALLBACKS, VERIFIERS
     from rspo_core.prompts import TEMPLATES
     from rspo_core.rewards import REWARD_KINDS
@@ -347,3 +348,4 @@ def test_schema_enums_agree_with_the_constants_they_name(schema):
     assert props["eval"]["properties"]["backend"]["enum"] == sorted(BACKENDS)
     assert props["grader"]["properties"]["verifier"]["enum"] == list(VERIFIERS)
     assert props["grader"]["properties"]["fallback"]["enum"] == [*FALLBACKS, None]
+    assert props["cpu_isa"]["enum"] == list(CPU_ISA_CHOICES)

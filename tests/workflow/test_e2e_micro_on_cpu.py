@@ -15,12 +15,15 @@ Real modules, real processes, no mocks: a few minutes on 2 idle cores.
 from __future__ import annotations
 
 import json
+import platform
 import subprocess
 
 import pytest
 from wf_helpers import MICRO_CELL as CELL
 from wf_helpers import MICRO_STEPS as STEPS
 from wf_helpers import REPO, snakemake_cmd
+
+from rspo_core.cpu_math import math_backend
 
 
 @pytest.mark.timeout(1200)
@@ -51,6 +54,16 @@ def test_micro_run_killed_mid_training_resumes_and_builds_every_figure(micro_run
     assert set(passk["algo"]) == {"base", "pg", "rspo_pass"}
     assert set(passk["k"]) == {1, 2, 4}
     assert (wd / "results" / "report.html").stat().st_size > 0
+
+    # every job ran the CPU math the config pins (cpu_isa: avx2 by the schema's default): what torch reported inside
+    # the pre-training and the training job, and the base-model table the report shows
+    if platform.machine().lower() in ("x86_64", "amd64") and math_backend()["cpu_capability"] in ("AVX2", "AVX512"):
+        pre = json.loads((wd / "results" / "models" / "tiny" / "pretrain_summary.json").read_text())["cpu_math"]
+        train = json.loads((wd / "results" / "train" / CELL / "train_config.json").read_text())["cpu_math"]
+        for ran in (pre, train):
+            assert (ran["cpu_capability"], ran["mkl_cbwr"], ran["onednn_max_cpu_isa"]) == ("AVX2", "AVX2,STRICT",
+                                                                                            "AVX2"), ran
+        assert set(pd.read_csv(wd / "results" / "tables" / "base_models.csv")["cpu_capability"]) == {"AVX2"}
 
     # a second run has nothing to do
     dry = subprocess.run(snakemake_cmd(wd, "-n"), cwd=REPO, capture_output=True, text=True)

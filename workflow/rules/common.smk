@@ -27,6 +27,14 @@ if _schema_error:
     raise WorkflowError(_schema_error)
 validate(config, schema="../schemas/config.schema.yaml")  # passes now; fills in the schema's defaults
 
+# the CPU math libraries' instruction set, for every job this process starts (they inherit its environment): the same
+# bits on any x86-64 machine (rspo_core.cpu_math; config key cpu_isa)
+import platform  # noqa: E402
+
+from rspo_core.cpu_math import pinned_env  # noqa: E402
+
+os.environ.update(pinned_env(config["cpu_isa"], platform.machine()))
+
 from analysis.datasets import BENCHMARKS  # noqa: E402
 from rspo_patch.estimators import ESTIMATORS, check_estimator_args  # noqa: E402
 

@@ -1,0 +1,60 @@
+"""Which instruction set the CPU math libraries use: the same bits from the same command on any x86-64 machine.
+
+PyTorch's CPU wheel picks, at run time, the widest vector code its three math libraries have for the CPU it runs on:
+ATen's own kernels (``default`` / ``avx2`` / ``avx512``), MKL's BLAS (its code branches) and oneDNN. Different
+branches sum in different orders, so a float32 training step gives other bits on an AVX-512 machine than on an
+AVX2-only one, and RL trajectories, which amplify such differences, diverge (measured: docs/reproducibility.md).
+Pinning all three to their AVX2 branch makes the arithmetic the same on every x86-64 CPU that has AVX2 (every
+x86-64 server and laptop CPU since about 2015), at no measured cost on this project's small models.
+
+    env = pinned_env("avx2", platform.machine())   # {} on other architectures or with "native"
+    os.environ.update(env)                         # before the job's process starts (the workflow does this)
+
+The variables are read by each library once, at its first use, so they must be in the process's environment when
+it starts: the workflow sets them in the Snakemake process, whose jobs inherit them.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+
+# config key cpu_isa: "avx2" pins ATen, MKL and oneDNN to their AVX2 code; "native" lets each library pick
+CPU_ISA_CHOICES = ("avx2", "native")
+
+# the environment variable each library reads, and its value for the AVX2 branch. MKL's conditional numerical
+# reproducibility mode: "AVX2" selects the branch, ",STRICT" also makes results independent of memory alignment
+_AVX2_ENV = {
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "MKL_CBWR": "AVX2,STRICT",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+}
+
+_X86_64 = ("x86_64", "amd64", "x64")
+
+
+def pinned_env(isa: str, machine: str) -> dict[str, str]:
+    """The environment variables that pin the CPU math libraries to ``isa`` on a ``machine`` (platform.machine()).
+
+    "avx2" on x86-64: ATEN_CPU_CAPABILITY, MKL_CBWR and ONEDNN_MAX_CPU_ISA; "native", or another architecture (the
+    three libraries' x86 branches do not exist there): {} (nothing pinned). ValueError naming ``isa`` otherwise.
+    """
+    if isa not in CPU_ISA_CHOICES:
+        raise ValueError(f"cpu_isa {isa!r}: expected one of {', '.join(CPU_ISA_CHOICES)}")
+    if isa == "native" or machine.lower() not in _X86_64:
+        return {}
+    return dict(_AVX2_ENV)
+
+
+def math_backend() -> dict:
+    """What this process's CPU math runs on, for run summaries: machine, torch version, ATen's effective capability
+    (``torch.backends.cpu.get_cpu_capability()``, e.g. "AVX2") and the MKL / oneDNN pins found in the environment."""
+    import torch
+
+    return {
+        "machine": platform.machine(),
+        "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "mkl_cbwr": os.environ.get("MKL_CBWR"),
+        "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+    }
