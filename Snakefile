@@ -1,6 +1,6 @@
 # rspo-bench: train every cell of the RSPO experiment grid, evaluate it, aggregate, and draw every figure.
 #
-#   snakemake --cores all                                   # default: tiny char-level model, CPU, ~15 min
+#   snakemake --cores all                                   # default: tiny char-level model, CPU, ~15-16 min
 #   snakemake --cores all --configfile config/smollm2.yaml  # SmolLM2-135M-Instruct on CPU, ~1 hour
 #   snakemake --profile slurm --configfile config/paper.yaml    # the paper's grid on a Slurm GPU cluster
 #   snakemake --cores all figures | report | contamination  # other targets

@@ -4,20 +4,22 @@ PyTorch's CPU wheel picks, at run time, the widest vector code its three math li
 ATen's own kernels (``default`` / ``avx2`` / ``avx512``), MKL's BLAS (its code branches) and oneDNN. Different
 branches sum in different orders, so a float32 training step gives other bits on an AVX-512 machine than on an
 AVX2-only one, and RL trajectories, which amplify such differences, diverge (measured: docs/reproducibility.md).
-Pinning all three to their AVX2 branch makes the arithmetic the same on every x86-64 CPU that has AVX2 (every
-x86-64 server and laptop CPU since about 2015), at no measured cost on this project's small models.
+Pinning all three to their AVX2 branch runs the same code, in the same order, on every x86-64 CPU that has AVX2 (which
+CPUs: docs/reproducibility.md), at no measured cost on this project's small models.
 
     env = pinned_env("avx2", platform.machine())   # {} on other architectures or with "native"
     os.environ.update(env)                         # before the job's process starts (the workflow does this)
 
 The variables are read by each library once, at its first use, so they must be in the process's environment when
-it starts: the workflow sets them in the Snakemake process, whose jobs inherit them.
+it starts: the workflow sets them in the Snakemake process (``apply_pin``), whose jobs inherit them. A CLI run by
+hand outside the workflow is not pinned unless its shell exports them.
 """
 
 from __future__ import annotations
 
 import os
 import platform
+from collections.abc import MutableMapping
 
 # config key cpu_isa: "avx2" pins ATen, MKL and oneDNN to their AVX2 code; "native" lets each library pick
 CPU_ISA_CHOICES = ("avx2", "native")
@@ -30,7 +32,14 @@ _AVX2_ENV = {
     "ONEDNN_MAX_CPU_ISA": "AVX2",
 }
 
+PIN_KEYS = tuple(_AVX2_ENV)  # every variable the pin may set
+
 _X86_64 = ("x86_64", "amd64", "x64")
+
+
+def is_x86_64(machine: str) -> bool:
+    """Whether ``machine`` (platform.machine()) names x86-64, however the OS spells it."""
+    return machine.lower() in _X86_64
 
 
 def pinned_env(isa: str, machine: str) -> dict[str, str]:
@@ -41,20 +50,48 @@ def pinned_env(isa: str, machine: str) -> dict[str, str]:
     """
     if isa not in CPU_ISA_CHOICES:
         raise ValueError(f"cpu_isa {isa!r}: expected one of {', '.join(CPU_ISA_CHOICES)}")
-    if isa == "native" or machine.lower() not in _X86_64:
+    if isa == "native" or not is_x86_64(machine):
         return {}
     return dict(_AVX2_ENV)
 
 
-def math_backend() -> dict:
-    """What this process's CPU math runs on, for run summaries: machine, torch version, ATen's effective capability
-    (``torch.backends.cpu.get_cpu_capability()``, e.g. "AVX2") and the MKL / oneDNN pins found in the environment."""
+def apply_pin(environ: MutableMapping[str, str], isa: str, machine: str) -> dict[str, str]:
+    """Make ``environ`` (os.environ in the workflow) carry exactly the pin of ``isa`` on ``machine``: every PIN_KEYS
+    variable already there is removed first (a pin inherited from a shell or a login node must not survive "native" or
+    another architecture, nor mix with this one), then ``pinned_env(isa, machine)`` is set; returns what was set."""
+    env = pinned_env(isa, machine)
+    for key in PIN_KEYS:
+        environ.pop(key, None)
+    environ.update(env)
+    return env
+
+
+def math_path() -> dict:
+    """What decides this process's float arithmetic on the CPU (a resume key: a checkpoint made on another path is not
+    continued): torch version, ATen's effective capability (``torch.backends.cpu.get_cpu_capability()``, e.g. "AVX2")
+    and the MKL / oneDNN pins requested in the environment (None: the library chooses)."""
     import torch
 
     return {
-        "machine": platform.machine(),
         "torch": torch.__version__,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "mkl_cbwr": os.environ.get("MKL_CBWR"),
         "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
     }
+
+
+def cpu_model() -> str | None:
+    """The CPU's model name from /proc/cpuinfo (Linux), else platform.processor(); None if neither says."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip() or None
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def math_backend() -> dict:
+    """Run summaries' record of the CPU math: machine (platform.machine()), cpu_model, and ``math_path()``."""
+    return {"machine": platform.machine(), "cpu_model": cpu_model(), **math_path()}

@@ -57,7 +57,7 @@ import torch
 from tqdm import tqdm
 
 from rspo_core.cli import parse_strict
-from rspo_core.cpu_math import math_backend
+from rspo_core.cpu_math import math_backend, math_path
 from rspo_core.fingerprint import file_sha256, model_sha256, stale_reason
 from rspo_core.hparams import parse_hp
 from rspo_core.grading import DEFAULT_TIMEOUT_S
@@ -247,8 +247,10 @@ def _set_rng_state(st: dict) -> None:
 
 
 def input_fingerprint(model_dir: str, data: str) -> dict:
-    """What a run is made from besides its settings: sha256 of the base model's files and of the data file."""
-    return {"model_sha256": model_sha256(model_dir), "data_sha256": file_sha256(data)}
+    """What a run is made from besides its settings: sha256 of the base model's files and of the data file, and the
+    CPU math path (rspo_core.cpu_math.math_path: torch version, ATen capability, MKL / oneDNN pins), so that a run
+    killed on one path is not continued on another (e.g. a Slurm retry on another node type)."""
+    return {"model_sha256": model_sha256(model_dir), "data_sha256": file_sha256(data), **math_path()}
 
 
 def save_checkpoint(ckpt_dir: str, step: int, model, opt, sched, log_lines: list[dict], config: dict,

@@ -132,7 +132,7 @@ def test_schema_fills_defaults():
            "eval": {}, "families": {"f": {"model": "m", "n": 8, "reward": "pass", "seed": 0,
                                           "grid": [{"algo": "pg"}], "benchmarks": ["arithmetic"]}}}
     validate(cfg, str(SCHEMA))
-    assert cfg["results"] == "results"
+    assert cfg["results"] == "results" and cfg["cpu_isa"] == "avx2"
     assert cfg["eval"]["temperature"] == 0.6 and cfg["grader"]["verifier"] == "math-verify"
     assert cfg["grader"]["fallback"] is None and cfg["grader"]["timeout_s"] == 5.0
     assert cfg["families"]["f"]["base"] is True
@@ -155,6 +155,7 @@ def test_snakemake_stops_before_any_job_with_the_message(tmp_path):
 # keys were listed as "unexpected", followed by hundreds of lines of schema dump)
 
 ONE_LINE_CASES = {
+    "unknown cpu_isa": ({"cpu_isa": "avx512"}, "config error: cpu_isa: 'avx512': expected one of: avx2, native"),
     "empty grid": ({"families.main.grid": []}, "config error: families.main.grid: []: must not be empty"),
     "k as a string": ({"families.main.k": "4"}, "config error: families.main.k: '4': expected integer, got str"),
     "misspelt family key": ({"families.main.benchmark": ["arithmetic"]},

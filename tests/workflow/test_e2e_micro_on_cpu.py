@@ -23,7 +23,7 @@ from wf_helpers import MICRO_CELL as CELL
 from wf_helpers import MICRO_STEPS as STEPS
 from wf_helpers import REPO, snakemake_cmd
 
-from rspo_core.cpu_math import math_backend
+from rspo_core.cpu_math import is_x86_64, math_path
 
 
 @pytest.mark.timeout(1200)
@@ -57,7 +57,7 @@ def test_micro_run_killed_mid_training_resumes_and_builds_every_figure(micro_run
 
     # every job ran the CPU math the config pins (cpu_isa: avx2 by the schema's default): what torch reported inside
     # the pre-training and the training job, and the base-model table the report shows
-    if platform.machine().lower() in ("x86_64", "amd64") and math_backend()["cpu_capability"] in ("AVX2", "AVX512"):
+    if is_x86_64(platform.machine()) and math_path()["cpu_capability"] in ("AVX2", "AVX512"):
         pre = json.loads((wd / "results" / "models" / "tiny" / "pretrain_summary.json").read_text())["cpu_math"]
         train = json.loads((wd / "results" / "train" / CELL / "train_config.json").read_text())["cpu_math"]
         for ran in (pre, train):

@@ -31,9 +31,9 @@ validate(config, schema="../schemas/config.schema.yaml")  # passes now; fills in
 # bits on any x86-64 machine (rspo_core.cpu_math; config key cpu_isa)
 import platform  # noqa: E402
 
-from rspo_core.cpu_math import pinned_env  # noqa: E402
+from rspo_core.cpu_math import apply_pin  # noqa: E402
 
-os.environ.update(pinned_env(config["cpu_isa"], platform.machine()))
+apply_pin(os.environ, config["cpu_isa"], platform.machine())  # exactly this pin: inherited ones are removed first
 
 from analysis.datasets import BENCHMARKS  # noqa: E402
 from rspo_patch.estimators import ESTIMATORS, check_estimator_args  # noqa: E402
