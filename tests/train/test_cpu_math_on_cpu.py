@@ -10,6 +10,7 @@ AVX-512, 2026-12-02): on any other x86-64 machine with AVX2 it is the cross-mach
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import platform
 import subprocess
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from rspo_core.cpu_math import CPU_ISA_CHOICES, PIN_KEYS, apply_pin, is_x86_64, pinned_env
+from rspo_core.cpu_math import CPU_ISA_CHOICES, PIN_KEYS, is_x86_64, pinned_env, shell_env_prefix
 
 REPO = Path(__file__).resolve().parents[2]
 _X86 = is_x86_64(platform.machine())
@@ -42,16 +43,23 @@ def test_an_unknown_isa_is_one_line_naming_it():
     assert CPU_ISA_CHOICES == ("avx2", "native")
 
 
+_CAPABILITY = "import torch; print(torch.backends.cpu.get_cpu_capability())"
+
+
 @pytest.mark.parametrize("isa, machine, expected", [
-    ("native", "x86_64", {"PATH": "/bin"}),            # an inherited pin does not survive "native" ...
-    ("avx2", "aarch64", {"PATH": "/bin"}),             # ... nor a node of another architecture
-    ("avx2", "x86_64", {"PATH": "/bin", "ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2,STRICT",
-                        "ONEDNN_MAX_CPU_ISA": "AVX2"}),  # and a user's own value is replaced by the config's
+    ("native", "x86_64", None),                # an inherited pin does not survive "native" ...
+    ("avx2", "aarch64", None),                 # ... nor a node of another architecture
+    ("avx2", "x86_64", "AVX2,STRICT"),         # and a user's own value gives way to the config's
 ])
-def test_apply_pin_leaves_exactly_the_configured_pin(isa, machine, expected):
-    environ = {"PATH": "/bin", "ATEN_CPU_CAPABILITY": "avx512", "MKL_CBWR": "AUTO"}
-    apply_pin(environ, isa, machine)
-    assert environ == expected
+def test_the_shell_prefix_starts_a_job_with_exactly_the_configured_pin(isa, machine, expected):
+    """The prefix the workflow puts before a job's command, run by a real shell over an environment that already
+    carries other pins (a user's shell, a login node)."""
+    prefix = shell_env_prefix(isa, machine)
+    code = "import os, json; print(json.dumps([os.environ.get(k) for k in ('MKL_CBWR', 'ATEN_CPU_CAPABILITY')]))"
+    env = {**os.environ, "MKL_CBWR": "AUTO", "ATEN_CPU_CAPABILITY": "avx512"}
+    out = subprocess.run(["bash", "-c", f"{prefix} {sys.executable} -c \"{code}\""], env=env, capture_output=True,
+                         text=True, timeout=120, check=True).stdout
+    assert json.loads(out) == [expected, "avx2" if expected else None]
 
 
 def _child(code: str, extra_env: dict) -> str:
@@ -64,7 +72,7 @@ def _child(code: str, extra_env: dict) -> str:
 def _skip_without_avx2():
     if not _X86:
         pytest.skip("the AVX2 pin exists only on x86-64 (nothing is pinned elsewhere)")
-    native = _child("import torch; print(torch.backends.cpu.get_cpu_capability())", {})
+    native = _child(_CAPABILITY, {})
     if native not in ("AVX2", "AVX512"):
         pytest.skip(f"this CPU has no AVX2 (torch reports {native})")
 

@@ -55,7 +55,7 @@ def test_micro_run_killed_mid_training_resumes_and_builds_every_figure(micro_run
     assert set(passk["k"]) == {1, 2, 4}
     assert (wd / "results" / "report.html").stat().st_size > 0
 
-    # every job ran the CPU math the config pins (cpu_isa: avx2 by the schema's default): what torch reported inside
+    # the CPU reference path ran the math the config pins (cpu_isa: avx2 by the schema's default): what torch reported in
     # the pre-training and the training job, and the base-model table the report shows
     if is_x86_64(platform.machine()) and math_path()["cpu_capability"] in ("AVX2", "AVX512"):
         pre = json.loads((wd / "results" / "models" / "tiny" / "pretrain_summary.json").read_text())["cpu_math"]

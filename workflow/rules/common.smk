@@ -27,13 +27,15 @@ if _schema_error:
     raise WorkflowError(_schema_error)
 validate(config, schema="../schemas/config.schema.yaml")  # passes now; fills in the schema's defaults
 
-# the CPU math libraries' instruction set, for every job this process starts (they inherit its environment): the same
-# bits on any x86-64 machine (rspo_core.cpu_math; config key cpu_isa)
+# the CPU math libraries' instruction set (rspo_core.cpu_math; config key cpu_isa): a shell prefix for the jobs of the
+# CPU reference path (pre-training, the local trainer, hf generation), so they compute the same bits on any x86-64
+# machine with AVX2; OpenRLHF and vLLM jobs get CPU_NATIVE (inherited pins removed, nothing set)
 import platform  # noqa: E402
 
-from rspo_core.cpu_math import apply_pin  # noqa: E402
+from rspo_core.cpu_math import shell_env_prefix  # noqa: E402
 
-apply_pin(os.environ, config["cpu_isa"], platform.machine())  # exactly this pin: inherited ones are removed first
+CPU_PIN = shell_env_prefix(config["cpu_isa"], platform.machine())
+CPU_NATIVE = shell_env_prefix("native", platform.machine())
 
 from analysis.datasets import BENCHMARKS  # noqa: E402
 from rspo_patch.estimators import ESTIMATORS, check_estimator_args  # noqa: E402

@@ -96,8 +96,9 @@ rule pretrain_model:
         runtime=60,
     params:
         args=lambda wc: C.cli_args(MODELS[wc.model].get("pretrain_args")),
+        cpu_pin=CPU_PIN,
     shell:
-        "OMP_NUM_THREADS={threads} python -m rspo_patch.pretrain --train {input.train} --heldout {input.heldout} "
+        "{params.cpu_pin} OMP_NUM_THREADS={threads} python -m rspo_patch.pretrain --train {input.train} --heldout {input.heldout} "
         "--out {output} {params.args} > {log} 2>&1"
 
 

@@ -38,6 +38,7 @@ rule generate:
     params:
         flags=_generate_flags,
         partial=f"{R}/partial/generate/{{cell}}/{{bench}}.jsonl",
+        cpu_pin=CPU_PIN if EV["backend"] == "hf" else CPU_NATIVE,
     threads: EV.get("threads", 2)
     priority: 40
     resources:
@@ -45,7 +46,7 @@ rule generate:
         mem_mb=8000,
         runtime=240,
     shell:
-        "OMP_NUM_THREADS={threads} python -m analysis.generate --model {input.model} --data {input.data} "
+        "{params.cpu_pin} OMP_NUM_THREADS={threads} python -m analysis.generate --model {input.model} --data {input.data} "
         "--out {output} --partial {params.partial} --benchmark {wildcards.bench} {params.flags} > {log} 2>&1"
 
 

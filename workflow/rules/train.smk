@@ -56,7 +56,7 @@ def _openrlhf_template_flags(template):
 def _train_command():
     if TR["trainer"] == "local":
         return (
-            "OMP_NUM_THREADS={threads} python -m rspo_patch.train_local --model {input.model} --data {input.data} "
+            "{params.cpu_pin} OMP_NUM_THREADS={threads} python -m rspo_patch.train_local --model {input.model} --data {input.data} "
             "--out {params.out} --ckpt-dir {params.ckpt} {params.flags} > {log} 2>&1"
         )
     # OpenRLHF on one node: a private Ray (address local, per-job temp dir) so concurrent jobs on a shared node never
@@ -67,7 +67,7 @@ def _train_command():
     return (
         "export RSPO_REWARD={params.reward} RSPO_MAX_NEW_TOKENS={params.max_new_tokens} "
         "RSPO_GRADE_FALLBACK={params.grade_fallback} RSPO_GRADE_TIMEOUT={params.grade_timeout}; "
-        "python -m rspo_patch.openrlhf.launch --rspo.ray_temp_dir $(mktemp -d /tmp/ray-rspo.XXXXXX) "
+        "{params.cpu_pin} python -m rspo_patch.openrlhf.launch --rspo.ray_temp_dir $(mktemp -d /tmp/ray-rspo.XXXXXX) "
         "--actor.model_name_or_path {input.model} --data.prompt_dataset {input.data} "
         "--data.input_key question --data.label_key answer --reward.remote_url {params.reward_func} "
         "--ckpt.path {params.ckpt} --ckpt.load_enable --ckpt.save_hf --ckpt.output_dir {output.model} "
@@ -98,6 +98,7 @@ rule train:
         grade_timeout=config["grader"]["timeout_s"],
         reward_func=os.path.join(workflow.basedir, "rspo_patch", "openrlhf", "reward_func.py"),
         tb_script=os.path.join(workflow.basedir, "workflow", "scripts", "openrlhf_train_log.py"),
+        cpu_pin=CPU_PIN if TR["trainer"] == "local" else CPU_NATIVE,
     threads: TR.get("threads", 2)
     priority: 50  # the long jobs first; analytic figures fill the gaps
     resources:
