@@ -1,4 +1,4 @@
-"""Which instruction set the CPU math libraries use: the same bits from the same command on any x86-64 machine.
+"""Which instruction set the CPU math libraries use: the same bits from one command on any x86-64 machine with AVX2.
 
 PyTorch's CPU wheel picks, at run time, the widest vector code its three math libraries have for the CPU it runs on:
 ATen's own kernels (``default`` / ``avx2`` / ``avx512``), MKL's BLAS (its code branches) and oneDNN. Different
@@ -7,8 +7,9 @@ AVX2-only one, and RL trajectories, which amplify such differences, diverge (mea
 Pinning all three to their AVX2 branch runs the same code, in the same order, on every x86-64 CPU that has AVX2 (which
 CPUs: docs/reproducibility.md), at no measured cost on this project's small models.
 
-    env = pinned_env("avx2", platform.machine())   # {} on other architectures or with "native"
-    os.environ.update(env)                         # before the job's process starts (the workflow does this)
+    env = pinned_env("avx2", platform.machine())            # {} on other architectures or with "native"
+    prefix = shell_env_prefix("avx2", platform.machine())  # "env -u ... ATEN_CPU_CAPABILITY=avx2 ...": a job's
+                                                            # command starts with it (the workflow does this)
 
 The variables are read by each library once, at its first use, so they must be in the process's environment when
 it starts: the workflow starts the jobs of the CPU reference path (pre-training, the local trainer, the hf generation
