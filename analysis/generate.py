@@ -33,6 +33,12 @@ files and of the data file, the sampling config (``gen_config``), the benchmark 
 the same inputs, a trailing partial line (a kill mid-write) and the lines of any incomplete problem are dropped and
 problems with all n samples are skipped; with other inputs (or no record of them) the partial file is deleted, with a
 log line naming what changed, and generation starts from the first problem. An existing ``--out`` is regenerated.
+
+Pre-filling. ``--leave-partial`` stops once the partial file is complete and keeps its inputs record; the run that
+owns ``--out`` (the same flags, without it) then finds every problem done and only renames the file, without importing
+torch or loading the model. The workflow's local training job uses this (``analysis.train_and_prefill``): it samples
+its cell's evaluation right after training, in the process that already holds torch, so the generate job of that
+cell takes a fraction of a second. The samples are the same bytes either way (same model files, seeds and code).
 """
 
 from __future__ import annotations
@@ -52,8 +58,9 @@ from rspo_core.atomic import atomic_path, write_text_atomic
 from rspo_core.cli import parse_strict
 from rspo_core.fingerprint import file_sha256, model_sha256, stale_reason
 from rspo_core.prompts import TEMPLATES, adds_special_tokens, format_prompt
-from rspo_core.sampler import (FINISH_REASONS, SamplingConfig, clean_generation_config, model_stop_token_ids,
-                               problem_seed, row_seeds, sample)
+
+# rspo_core.sampler (torch) is imported where it is used: a job that only finalises a complete partial file (the
+# workflow's train job pre-fills it, see --leave-partial) must not spend seconds importing torch and transformers.
 
 log = logging.getLogger("analysis.generate")
 
@@ -158,6 +165,8 @@ class HFBackend(Backend):
         import torch
         from transformers import AutoModelForCausalLM
 
+        from rspo_core.sampler import clean_generation_config
+
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         torch_dtype = (torch.float32 if self.device == "cpu" else torch.bfloat16) if dtype == "auto" else getattr(
             torch, dtype)
@@ -173,6 +182,8 @@ class HFBackend(Backend):
         self.model.generation_config = self.gen_config
 
     def generate(self, prompts, n, sampling, seeds):
+        from rspo_core.sampler import row_seeds, sample
+
         s = sample(self.model, self.tokenizer, [p for p in prompts for _ in range(n)], row_seeds(seeds, n), sampling,
                    stop_ids=self.stop_ids, add_special_tokens=self.add_special_tokens, batch_size=self.batch_size)
         return [[Sample(s.texts[r], s.finish_reasons[r], s.num_tokens[r]) for r in range(i * n, (i + 1) * n)]
@@ -227,6 +238,8 @@ class VLLMBackend(Backend):
             for p in prompts
         ]
         results = self.llm.generate(inputs, params, use_tqdm=False)
+        from rspo_core.sampler import FINISH_REASONS
+
         out = []
         for res in results:
             samples = []
@@ -322,14 +335,17 @@ def append_rows(f, rows: list[dict]) -> None:
 def generate(model_dir, data_path, out_path, *, benchmark: str, n: int, temperature: float = 0.6, top_p: float = 0.95,
              max_new_tokens: int = 3000, template: str = "qwen_math_cot", seed: int = 0, backend: str = "hf",
              batch_size: int | None = None, limit: int | None = None, backend_kwargs: dict | None = None,
-             partial_path=None) -> int:
+             partial_path=None, leave_partial: bool = False) -> int:
     """Sample n responses per problem of ``data_path`` (rows {id, question, answer, meta}) into ``out_path``.
 
     Resumable from ``partial_path`` (default ``<out_path>.partial``; see module docstring). ``batch_size`` =
     sequences handed to the backend at once (default: the backend's); ``limit`` = first L problems only;
     ``backend_kwargs`` go to the backend (device, dtype, max_model_len, gpu_memory_utilization, tensor_parallel_size,
-    enforce_eager).
-    Returns the number of sample rows in ``out_path`` when done (n x number of problems).
+    enforce_eager). ``leave_partial``: stop once the partial file is complete (it keeps its inputs record); a later
+    call with the same inputs finds every problem done and only moves it into place -- without loading the tokenizer,
+    the model or torch, unless ``template`` is ``auto`` (resolved with the tokenizer).
+    Returns the number of sample rows written (n x number of problems), in ``out_path`` or, with ``leave_partial``,
+    in the partial file.
     """
     validate_args(n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, template=template,
                   backend=backend, batch_size=batch_size, limit=limit)
@@ -351,11 +367,8 @@ def generate(model_dir, data_path, out_path, *, benchmark: str, n: int, temperat
         raise ValueError(f"data={str(data_path)!r}: problem id {dup!r} occurs more than once; ids must be unique")
     BACKENDS[backend].check_available()
 
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer = _load_tokenizer(model_dir) if template == "auto" else None
     tmpl = resolve_template(template, tokenizer)
-    stop_ids = model_stop_token_ids(model_dir, tokenizer)
     gen_config = {"backend": backend, "n": n, "temperature": temperature, "top_p": top_p,
                   "max_new_tokens": max_new_tokens, "template": tmpl, "seed": seed}
 
@@ -367,6 +380,10 @@ def generate(model_dir, data_path, out_path, *, benchmark: str, n: int, temperat
     log.info("%s: %d problems, %d done, %d to generate (n=%d, template=%s, backend=%s)",
              benchmark, len(problems), len(problems) - len(todo), len(todo), n, tmpl, backend)
     if todo:
+        from rspo_core.sampler import SamplingConfig, model_stop_token_ids
+
+        tokenizer = tokenizer or _load_tokenizer(model_dir)
+        stop_ids = model_stop_token_ids(model_dir, tokenizer)
         kwargs = dict(backend_kwargs or {})
         engine = BACKENDS[backend](str(model_dir), tokenizer=tokenizer, stop_ids=stop_ids,
                                    add_special_tokens=adds_special_tokens(tmpl), seed=seed, batch_size=batch_size,
@@ -376,9 +393,19 @@ def generate(model_dir, data_path, out_path, *, benchmark: str, n: int, temperat
         _run(engine, todo, partial, benchmark=benchmark, n=n, sampling=sampling, template=tmpl, seed=seed,
              tokenizer=tokenizer, per_call=per_call, model=str(model_dir), gen_config=gen_config)
     rows = sum(1 for line in partial.open(encoding="utf-8") if line.strip())
+    if leave_partial:
+        log.info("%s: %d sample rows left in %s for the job that owns %s", benchmark, rows, partial, out_path)
+        return rows
     move_into_place(partial, out_path)
     inputs_record(partial).unlink()
     return rows
+
+
+def _load_tokenizer(model_dir: Path):
+    """The model folder's tokenizer (transformers' AutoTokenizer)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(model_dir)
 
 
 def move_into_place(partial: Path, out_path: Path) -> None:
@@ -397,6 +424,8 @@ def _run(engine: Backend, todo: list[dict], out_path: Path, *, benchmark, n, sam
          per_call, model, gen_config) -> None:
     """Generate ``todo`` problems ``per_call`` at a time, appending each problem's n rows as soon as it is done."""
     from tqdm.auto import tqdm
+
+    from rspo_core.sampler import problem_seed
 
     tokens, t0 = 0, time.perf_counter()
     with open(out_path, "a", encoding="utf-8") as f, tqdm(total=len(todo) * n, unit="sample", desc=benchmark) as bar:
@@ -445,6 +474,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=None,
                    help="sequences per batch (hf default 32; vllm default 4096 per generate call)")
     p.add_argument("--limit", type=int, default=None, help="only the first L problems")
+    p.add_argument("--leave-partial", action="store_true",
+                   help="stop when --partial is complete, keeping its inputs record; the run that owns --out (same "
+                        "flags) then only checks the record and moves the file into place, without loading the model")
     p.add_argument("--device", default="auto", help="hf: cpu, cuda, cuda:1, or auto")
     p.add_argument("--dtype", default="auto", help="auto (hf: float32 on CPU, bfloat16 on GPU), float32, bfloat16, ...")
     p.add_argument("--max-model-len", type=int, default=None, help="vllm: context length (e.g. 4096 for Qwen2.5-Math)")
@@ -478,8 +510,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = generate(args.model, args.data, args.out, benchmark=args.benchmark, n=args.n, temperature=args.temperature,
                     top_p=args.top_p, max_new_tokens=args.max_new_tokens, template=args.template, seed=args.seed,
                     backend=args.backend, batch_size=args.batch_size, limit=args.limit, backend_kwargs=backend_kwargs,
-                    partial_path=args.partial)
-    log.info("%s: %d sample rows in %s", args.benchmark, rows, args.out)
+                    partial_path=args.partial, leave_partial=args.leave_partial)
+    if not args.leave_partial:
+        log.info("%s: %d sample rows in %s", args.benchmark, rows, args.out)
     return 0
 
 

@@ -116,7 +116,8 @@ def main(argv=None) -> int:
     import torch
     from transformers import AutoTokenizer, GenerationConfig
 
-    from analysis.generate import SamplingConfig, problem_seed, resolve_template, stop_token_ids
+    from analysis.generate import resolve_template
+    from rspo_core.sampler import SamplingConfig, problem_seed, stop_token_ids
     from rspo_core.prompts import format_prompt
 
     if args.threads:

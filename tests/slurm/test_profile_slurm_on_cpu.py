@@ -111,7 +111,7 @@ def _trainer_pid(jobid: str) -> int | None:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if "rspo_patch.train_local" in cmd and not cmd.startswith(("/bin/sh", "bash", "/bin/bash")):
+        if "analysis.train_and_prefill" in cmd and not cmd.startswith(("/bin/sh", "bash", "/bin/bash")):
             return int(pid)
     return None
 

@@ -30,6 +30,7 @@ MAINS = {  # module of `python -m` -> where its main(argv) lives
     "analysis.contamination": "analysis.contamination",
     "rspo_patch.pretrain": "rspo_patch.pretrain",
     "rspo_patch.train_local": "rspo_patch.train_local",
+    "analysis.train_and_prefill": "analysis.train_and_prefill",
     "rspo_patch.bandit": "rspo_patch.bandit",
 }
 
@@ -112,3 +113,33 @@ def test_paper_eval_commands_carry_the_protocol(tmp_path, parse_only):
     (module, argv), = _python_calls(ver)
     ns = parse_only(module, argv)
     assert ns.verifier == "xverify" and ns.xverify_model.endswith("models/xverify")
+
+
+@pytest.mark.parametrize("config, prefilled", [
+    ("config/config.yaml", True),  # local trainer, hf sampling, one thread each: the train job pre-fills
+    ("config/smollm2.yaml", True),
+    ("config/paper.yaml", False),  # OpenRLHF + vLLM: the generate jobs sample
+])
+def test_train_jobs_prefill_exactly_the_generate_jobs_of_their_cell(config, prefilled):
+    """Every trained cell's evaluation is pre-filled by its train job with the very flags of the generate job that
+    owns the samples (so the record matches and the generate job only renames), and nothing else is pre-filled."""
+    from analysis.train_and_prefill import split_groups
+
+    commands = _commands(config)
+    generate = {}
+    for cmd in commands["generate"]:
+        (module, argv), = _python_calls(cmd)
+        generate[argv[argv.index("--out") + 1]] = argv
+    groups = {}
+    for cmd in commands["train"]:
+        for module, argv in _python_calls(cmd):
+            if module == "analysis.train_and_prefill":
+                for g in split_groups(argv)[1]:
+                    groups[g[g.index("--out") + 1]] = g
+    if not prefilled:
+        assert groups == {}
+        return
+    trained = {out for out in generate if "/algo~base/" not in out}
+    assert trained and set(groups) == trained
+    for out, g in groups.items():
+        assert g == generate[out], out

@@ -15,6 +15,7 @@ Real modules, real processes, no mocks: a few minutes on 2 idle cores.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 
@@ -64,6 +65,29 @@ def test_micro_run_killed_mid_training_resumes_and_builds_every_figure(micro_run
             assert (ran["cpu_capability"], ran["mkl_cbwr"], ran["onednn_max_cpu_isa"]) == ("AVX2", "AVX2,STRICT",
                                                                                             "AVX2"), ran
         assert set(pd.read_csv(wd / "results" / "tables" / "base_models.csv")["cpu_capability"]) == {"AVX2"}
+
+    # the training jobs sampled their cells' evaluation (analysis.train_and_prefill): the generate job of a trained
+    # cell only moved the pre-filled file into place, the base model's sampled; the reference for the pre-filled bytes
+    # is the train job's own generate flags rerun as a separate generate process, under the same math pin
+    logs = wd / "results" / "logs" / "eval"
+    cells = sorted(set(passk["cell"]))
+    assert len(cells) == 3 and CELL in cells, cells
+    for cell in cells:
+        log = (logs / cell / "arithmetic" / "generate.log").read_text()
+        expect = "0 done, 40 to generate" if "algo~base" in cell else "40 done, 0 to generate"
+        assert f"arithmetic: 40 problems, {expect}" in log, (cell, log[-1000:])
+    shell = next(line for path in sorted((wd / ".snakemake" / "log").glob("*.log"))
+                 for line in path.read_text().splitlines()
+                 if "analysis.train_and_prefill" in line and f"--out results/train/{CELL} " in line)
+    prefix, group = shell.split(" python -m analysis.train_and_prefill ")[0], shell.split("--then-generate ")[1]
+    group = group.split(" > ")[0].replace(f"results/partial/generate/{CELL}/arithmetic.jsonl", "ref/partial.jsonl")
+    group = group.replace(f"results/eval/{CELL}/arithmetic/samples.jsonl", "ref/samples.jsonl")
+    prefix = prefix.replace("Shell command: ", "")
+    ref = subprocess.run(["bash", "-c", f"{prefix} python -m analysis.generate {group}"], cwd=wd, capture_output=True,
+                         text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert ref.returncode == 0 and "40 problems, 0 done, 40 to generate" in ref.stderr, ref.stderr[-2000:]
+    assert (wd / "ref" / "samples.jsonl").read_bytes() == \
+        (wd / "results" / "eval" / CELL / "arithmetic" / "samples.jsonl").read_bytes()
 
     # a second run has nothing to do
     dry = subprocess.run(snakemake_cmd(wd, "-n"), cwd=REPO, capture_output=True, text=True)

@@ -4,6 +4,7 @@ import json
 import os
 import re
 import sys
+from types import SimpleNamespace
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
@@ -118,6 +119,12 @@ def cell_model_dir(wildcards):
 
 def data_path(name):
     return f"{R}/data/{name}.jsonl"
+
+
+def generate_partial(cell_path, bench):
+    """The resumable partial samples file of one (cell, benchmark) evaluation (analysis.generate --partial): written by
+    the generate job, or pre-filled by the cell's local training job (analysis.train_and_prefill)."""
+    return f"{R}/partial/generate/{cell_path}/{bench}.jsonl"
 
 
 def train_data_path():

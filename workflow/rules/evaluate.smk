@@ -23,7 +23,9 @@ def _generate_flags(wildcards):
 # Partial samples live in results/partial/generate/{cell}/{bench}.jsonl, which Snakemake does not know about (as
 # training's results/ckpt): a killed job that is rerun resumes from it instead of starting over (Snakemake deletes an
 # incomplete declared output). analysis.generate ties it to the sha256 of the model and the data and to the sampling
-# config (a partial file made from other inputs is deleted), and renames it to samples.jsonl once complete.
+# config (a partial file made from other inputs is deleted), and renames it to samples.jsonl once complete. A trained
+# cell's local training job pre-fills these files (train.smk, _prefill_flags): its generate job then only checks the
+# inputs record and renames, in a fraction of a second.
 
 
 rule generate:
@@ -37,7 +39,7 @@ rule generate:
         f"{LOGS}/eval/{{cell}}/{{bench}}/generate.log",
     params:
         flags=_generate_flags,
-        partial=f"{R}/partial/generate/{{cell}}/{{bench}}.jsonl",
+        partial=lambda wc: generate_partial(wc.cell, wc.bench),
         cpu_pin=CPU_PIN if EV["backend"] == "hf" else CPU_NATIVE,
     threads: EV.get("threads", 2)
     priority: 40

@@ -34,6 +34,29 @@ def _trainer_flags(wildcards):
     return C.cli_args({**args, **cell_args})
 
 
+def _prefill_flags(wildcards):
+    """The local trainer's ``--then-generate`` groups (analysis.train_and_prefill): right after training, the job
+    samples the cell's evaluation benchmarks into the generate jobs' partial files, with the generate rule's own flags,
+    so that each generate job only checks the inputs record and renames (one torch process less per evaluation).
+
+    Only where the generate job would compute the same bits in the same way: the hf backend, and the same CPU threads
+    and math pin for training and evaluation. Elsewhere (OpenRLHF, vLLM, other thread counts) "" and generate samples.
+    A change of the evaluation settings reruns the training job (its params): it resumes from its final checkpoint
+    and only samples again."""
+    if TR["trainer"] != "local" or EV["backend"] != "hf" or TR.get("threads", 2) != EV.get("threads", 2):
+        return ""
+    cell = cell_of(wildcards)
+    groups = []
+    for bench in EVAL.get(cell, []):
+        wc = SimpleNamespace(cell=wildcards.cell, bench=bench)
+        groups.append(
+            f"--then-generate --model {cell_model_dir(wildcards)} --data {data_path(bench)} "
+            f"--out {R}/eval/{wildcards.cell}/{bench}/samples.jsonl --partial {generate_partial(wildcards.cell, bench)} "
+            f"--benchmark {bench} {_generate_flags(wc)}"
+        )
+    return " ".join(groups)
+
+
 def _local_grader_flags():
     """The config's grader block as flags of rspo_patch.train_local (OpenRLHF's reward_func reads the same values from
     RSPO_GRADE_FALLBACK / RSPO_GRADE_TIMEOUT, exported by the train command)."""
@@ -56,8 +79,8 @@ def _openrlhf_template_flags(template):
 def _train_command():
     if TR["trainer"] == "local":
         return (
-            "{params.cpu_pin} OMP_NUM_THREADS={threads} python -m rspo_patch.train_local --model {input.model} --data {input.data} "
-            "--out {params.out} --ckpt-dir {params.ckpt} {params.flags} > {log} 2>&1"
+            "{params.cpu_pin} OMP_NUM_THREADS={threads} python -m analysis.train_and_prefill --model {input.model} "
+            "--data {input.data} --out {params.out} --ckpt-dir {params.ckpt} {params.flags} {params.prefill} > {log} 2>&1"
         )
     # OpenRLHF on one node: a private Ray (address local, per-job temp dir) so concurrent jobs on a shared node never
     # join each other's cluster; checkpoints and TensorBoard logs under results/ckpt/{cell} (--ckpt.load_enable
@@ -77,7 +100,8 @@ def _train_command():
 
 
 rule train:
-    """Train one cell (local reference trainer on CPU/1 GPU, or OpenRLHF on a GPU node, per config train.trainer)."""
+    """Train one cell (local reference trainer on CPU/1 GPU, or OpenRLHF on a GPU node, per config train.trainer); the
+    local trainer's job then samples the cell's evaluation benchmarks for the generate jobs (_prefill_flags)."""
     input:
         model=lambda wc: base_model_dir(cell_of(wc).model),
         data=train_data_path(),
@@ -99,6 +123,7 @@ rule train:
         reward_func=os.path.join(workflow.basedir, "rspo_patch", "openrlhf", "reward_func.py"),
         tb_script=os.path.join(workflow.basedir, "workflow", "scripts", "openrlhf_train_log.py"),
         cpu_pin=CPU_PIN if TR["trainer"] == "local" else CPU_NATIVE,
+        prefill=_prefill_flags,
     threads: TR.get("threads", 2)
     priority: 50  # the long jobs first; analytic figures fill the gaps
     resources:
