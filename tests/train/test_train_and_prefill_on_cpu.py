@@ -121,3 +121,25 @@ def test_bad_flags_are_one_line_before_any_training(tail, match, tmp_path):
 def test_split_groups():
     assert TP.split_groups(["--a", "1", TP.THEN, "--b", TP.THEN, "--c", "2"]) == (["--a", "1"], [["--b"], ["--c", "2"]])
     assert TP.split_groups(["--a"]) == (["--a"], [])
+
+
+def test_rerun_after_an_evaluation_change_resumes_from_the_final_checkpoint_and_only_samples(setup, tmp_path, caplog):
+    """What the workflow does when eval settings change (the train job's params change): the rerun job finds the
+    final checkpoint, trains nothing, writes the same weights, and samples with the new settings."""
+    import logging
+
+    d, base = setup
+    ckpt = tmp_path / "ckpt"
+    first, second = tmp_path / "first", tmp_path / "second"
+    partial = tmp_path / "partial.jsonl"
+    gen = _gen(first / "model", d / "test.jsonl", tmp_path / "samples.jsonl", partial, "arith")
+    TP.main([*_train(d, base, first), "--ckpt-dir", str(ckpt), TP.THEN, *gen])
+    seed0 = partial.read_bytes()
+    gen = _gen(second / "model", d / "test.jsonl", tmp_path / "samples.jsonl", partial, "arith")
+    gen[gen.index("--seed") + 1] = "1"
+    with caplog.at_level(logging.INFO):
+        TP.main([*_train(d, base, second), "--ckpt-dir", str(ckpt), TP.THEN, *gen])
+    assert "(step 3)" in caplog.text and "resumed from" in caplog.text
+    assert (first / "model" / "model.safetensors").read_bytes() == (second / "model" / "model.safetensors").read_bytes()
+    assert "made from other inputs" in caplog.text and partial.read_bytes() != seed0
+    assert all(json.loads(x)["gen_config"]["seed"] == 1 for x in partial.read_text().splitlines())
