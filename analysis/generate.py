@@ -226,6 +226,8 @@ class VLLMBackend(Backend):
             )
 
     def generate(self, prompts, n, sampling, seeds):
+        from rspo_core.sampler import FINISH_REASONS
+
         params = [
             self.vllm.SamplingParams(
                 n=n, temperature=sampling.temperature, top_p=sampling.top_p, max_tokens=sampling.max_new_tokens,
@@ -238,8 +240,6 @@ class VLLMBackend(Backend):
             for p in prompts
         ]
         results = self.llm.generate(inputs, params, use_tqdm=False)
-        from rspo_core.sampler import FINISH_REASONS
-
         out = []
         for res in results:
             samples = []
@@ -382,7 +382,8 @@ def generate(model_dir, data_path, out_path, *, benchmark: str, n: int, temperat
     if todo:
         from rspo_core.sampler import SamplingConfig, model_stop_token_ids
 
-        tokenizer = tokenizer or _load_tokenizer(model_dir)
+        if tokenizer is None:  # not loaded for the inputs record (template given)
+            tokenizer = _load_tokenizer(model_dir)
         stop_ids = model_stop_token_ids(model_dir, tokenizer)
         kwargs = dict(backend_kwargs or {})
         engine = BACKENDS[backend](str(model_dir), tokenizer=tokenizer, stop_ids=stop_ids,

@@ -51,7 +51,7 @@ def _prefill_flags(wildcards):
         wc = SimpleNamespace(cell=wildcards.cell, bench=bench)
         groups.append(
             f"--then-generate --model {cell_model_dir(wildcards)} --data {data_path(bench)} "
-            f"--out {R}/eval/{wildcards.cell}/{bench}/samples.jsonl --partial {generate_partial(wildcards.cell, bench)} "
+            f"--out {eval_files([(cell, bench)], 'samples.jsonl')[0]} --partial {generate_partial(wildcards.cell, bench)} "
             f"--benchmark {bench} {_generate_flags(wc)}"
         )
     return " ".join(groups)
