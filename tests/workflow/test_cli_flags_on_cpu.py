@@ -32,6 +32,7 @@ MAINS = {  # module of `python -m` -> where its main(argv) lives
     "rspo_patch.train_local": "rspo_patch.train_local",
     "analysis.train_and_prefill": "analysis.train_and_prefill",
     "rspo_patch.bandit": "rspo_patch.bandit",
+    "rspo_core.devices": "rspo_core.devices",  # the GPU rules' device wrapper: `... --gpus N -- python -m MODULE ...`
 }
 
 
@@ -48,12 +49,14 @@ def _commands(config: str, targets=("all",)) -> dict[str, list[str]]:
     return out
 
 
-def _python_calls(cmd: str) -> list[tuple[str, list[str]]]:
-    """(module, argv) of every `python -m module ...` in a shell command (redirections and env prefixes dropped)."""
+def _python_calls(cmd: str, *, wrapper: bool = True) -> list[tuple[str, list[str]]]:
+    """(module, argv) of every `python -m module ...` in a shell command (redirections and env prefixes dropped). The
+    device wrapper of the GPU rules (`python -m rspo_core.devices --gpus N -- python -m MODULE ...`) is a call of its
+    own, left out with ``wrapper=False``."""
     calls = []
-    for part in re.split(r"&&|;", cmd):
+    for part in re.split(r"&&|;| -- (?=python -m )", cmd):
         m = re.search(r"python -m ([\w.]+)(.*)", part, flags=re.S)
-        if not m:
+        if not m or (not wrapper and m.group(1) == "rspo_core.devices"):
             continue
         args = re.split(r"\s+>>?\s", m.group(2))[0]
         calls.append((m.group(1), shlex.split(args)))
@@ -99,18 +102,20 @@ def test_every_rule_command_parses(config, targets, tmp_path, parse_only):
                 seen.add(module)
     expected = {"analysis.generate", "analysis.verify", "analysis.metrics", "analysis.aggregate", "analysis.figures",
                 "analysis.report", "analysis.contamination"}
+    if config == "config/paper.yaml":
+        expected.add("rspo_core.devices")  # the GPU rules start through it
     assert expected <= seen, expected - seen
 
 
 def test_paper_eval_commands_carry_the_protocol(tmp_path, parse_only):
     commands = _commands("config/paper.yaml")
     gen = next(c for c in commands["generate"] if "/aime24/" in c and "algo~base" in c)
-    (module, argv), = _python_calls(gen)
+    (module, argv), = _python_calls(gen, wrapper=False)
     ns = parse_only(module, argv)
     assert (ns.n, ns.temperature, ns.top_p, ns.max_new_tokens) == (256, 0.6, 0.95, 3000)  # AIME: 256 samples
     assert ns.backend == "vllm" and ns.template == "qwen_math_cot" and ns.max_model_len == 4096
     ver = commands["verify"][0]
-    (module, argv), = _python_calls(ver)
+    (module, argv), = _python_calls(ver, wrapper=False)
     ns = parse_only(module, argv)
     assert ns.verifier == "xverify" and ns.xverify_model.endswith("models/xverify")
 
@@ -128,7 +133,7 @@ def test_train_jobs_prefill_exactly_the_generate_jobs_of_their_cell(config, pref
     commands = _commands(config)
     generate = {}
     for cmd in commands["generate"]:
-        (module, argv), = _python_calls(cmd)
+        (module, argv), = _python_calls(cmd, wrapper=False)
         generate[argv[argv.index("--out") + 1]] = argv
     groups = {}
     for cmd in commands["train"]:

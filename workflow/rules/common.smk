@@ -38,6 +38,14 @@ from rspo_core.cpu_math import shell_env_prefix  # noqa: E402
 CPU_PIN = shell_env_prefix(config["cpu_isa"], platform.machine())
 CPU_NATIVE = shell_env_prefix("native", platform.machine())
 
+
+def gpu_wrapper(requests_gpus):
+    """Shell prefix of the command of a rule whose jobs ask for GPUs (train, generate, verify): rspo_core.devices gives
+    each job CUDA_VISIBLE_DEVICES of its own on one machine without a scheduler, and leaves a Slurm job's assignment
+    alone. Decided when the workflow is parsed, from the config: a config without GPUs keeps its commands unchanged."""
+    return "python -m rspo_core.devices --gpus {resources.gpu} -- " if requests_gpus else ""
+
+
 from analysis.datasets import BENCHMARKS  # noqa: E402
 from rspo_patch.estimators import ESTIMATORS, check_estimator_args  # noqa: E402
 

@@ -48,8 +48,9 @@ rule generate:
         mem_mb=8000,
         runtime=240,
     shell:
-        "{params.cpu_pin} OMP_NUM_THREADS={threads} python -m analysis.generate --model {input.model} --data {input.data} "
-        "--out {output} --partial {params.partial} --benchmark {wildcards.bench} {params.flags} > {log} 2>&1"
+        "{params.cpu_pin} OMP_NUM_THREADS={threads} " + gpu_wrapper(EV.get("gpus", 0) > 0) + "python -m "
+        "analysis.generate --model {input.model} --data {input.data} --out {output} --partial {params.partial} "
+        "--benchmark {wildcards.bench} {params.flags} > {log} 2>&1"
 
 
 def _xverify_input(wildcards):
@@ -72,6 +73,9 @@ def _verify_flags(wildcards, input, threads):
     return C.cli_args(args)
 
 
+_VERIFY_GPUS = EV.get("gpus", 0) if config["grader"]["verifier"] == "xverify" else 0  # the xVerify judge's GPUs
+
+
 rule verify:
     """Grade every sample (extracted answer, correct, pass and max rewards; math-verify, or xVerify beside it)."""
     input:
@@ -86,12 +90,12 @@ rule verify:
         flags=_verify_flags,
     threads: 1
     resources:
-        gpu=EV.get("gpus", 0) if config["grader"]["verifier"] == "xverify" else 0,
+        gpu=_VERIFY_GPUS,
         mem_mb=4000,
         runtime=120,
     shell:
-        "python -m analysis.verify --samples {input.samples} --data {input.data} --out {output} {params.flags} "
-        "> {log} 2>&1"
+        gpu_wrapper(_VERIFY_GPUS > 0) + "python -m analysis.verify --samples {input.samples} --data {input.data} "
+        "--out {output} {params.flags} > {log} 2>&1"
 
 
 rule score:

@@ -77,20 +77,25 @@ def _openrlhf_template_flags(template):
 
 
 def _train_command():
+    # cells with GPUs start through the device wrapper (common.smk gpu_wrapper): "" when no cell asks for any
+    gpus = gpu_wrapper(any(_train_resource(SimpleNamespace(cell=c.path), "gpus", 0) > 0 for c in TRAINED))
     if TR["trainer"] == "local":
         return (
-            "{params.cpu_pin} OMP_NUM_THREADS={threads} python -m analysis.train_and_prefill --model {input.model} "
-            "--data {input.data} --out {params.out} --ckpt-dir {params.ckpt} {params.flags} {params.prefill} > {log} 2>&1"
+            "{params.cpu_pin} OMP_NUM_THREADS={threads} " + gpus + "python -m analysis.train_and_prefill --model "
+            "{input.model} --data {input.data} --out {params.out} --ckpt-dir {params.ckpt} {params.flags} "
+            "{params.prefill} > {log} 2>&1"
         )
     # OpenRLHF on one node: a private Ray (address local, per-job temp dir) so concurrent jobs on a shared node never
     # join each other's cluster; checkpoints and TensorBoard logs under results/ckpt/{cell} (--ckpt.load_enable
     # resumes a requeued job only if the launcher finds a complete checkpoint made with the same flags, base weights,
     # data and reward file; otherwise it moves the folder aside to {cell}.stale-<time> and starts fresh); the
-    # TensorBoard scalars become train_log.jsonl (workflow/scripts/openrlhf_train_log.py).
+    # TensorBoard scalars become train_log.jsonl (workflow/scripts/openrlhf_train_log.py). The device wrapper holds the
+    # job's GPUs for the launcher only, and sets CUDA_VISIBLE_DEVICES before it starts Ray (which reads it).
     return (
         "export RSPO_REWARD={params.reward} RSPO_MAX_NEW_TOKENS={params.max_new_tokens} "
         "RSPO_GRADE_FALLBACK={params.grade_fallback} RSPO_GRADE_TIMEOUT={params.grade_timeout}; "
-        "{params.cpu_pin} python -m rspo_patch.openrlhf.launch --rspo.ray_temp_dir $(mktemp -d /tmp/ray-rspo.XXXXXX) "
+        "{params.cpu_pin} " + gpus + "python -m rspo_patch.openrlhf.launch --rspo.ray_temp_dir "
+        "$(mktemp -d /tmp/ray-rspo.XXXXXX) "
         "--actor.model_name_or_path {input.model} --data.prompt_dataset {input.data} "
         "--data.input_key question --data.label_key answer --reward.remote_url {params.reward_func} "
         "--ckpt.path {params.ckpt} --ckpt.load_enable --ckpt.save_hf --ckpt.output_dir {output.model} "
