@@ -22,8 +22,9 @@ skip the forward/backward pass (the paper's §5.1 speed-up; the fraction skipped
 
 Differences from the paper's verl/OpenRLHF setup (see docs/training.md): one process, no vLLM (HF ``generate``), no
 reference-model KL by default (``--kl-coef`` adds a k3 KL to the initial model, off like the paper), a single update
-per batch by default (``--ppo-epochs E`` > 1 reuses a batch E times with a PPO clipped ratio, ``--clip-eps``), fp32,
-linear learning-rate warm-up then constant.
+per batch by default (``--ppo-epochs E`` > 1 reuses a batch E times with a PPO clipped ratio, ``--clip-eps``), fp32
+(``--precision bf16``: bfloat16 autocast of the forward passes, float32 weights and AdamW state), linear learning-rate
+warm-up then constant.
 
 Outputs: ``OUT/model/`` (HF folder with the tokenizer), ``OUT/train_log.jsonl`` (one line per step: step, k,
 reward_mean, pass_rate, entropy, weight_mean/std/min/max, frac_zero_weight, tokens_per_s, wall_time, ...),
@@ -43,6 +44,7 @@ checkpoints, with a log line naming the change, and starts from step 0.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -68,6 +70,7 @@ from rspo_core.rewards import REWARD_KINDS, reward
 log = logging.getLogger("rspo_patch.train_local")
 
 AGGREGATIONS = ("sum", "seq-mean", "token-mean")
+PRECISIONS = ("fp32", "bf16")
 # settings that may differ between a run and the checkpoint it resumes from: they do not change the trajectory, or
 # (model, data) they are paths whose content is compared instead (``input_fingerprint``)
 RESUME_FREE = {"steps", "out", "ckpt_dir", "ckpt_every", "keep_ckpts", "tensorboard", "no_progress", "no_resume",
@@ -118,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = ap.add_argument_group("Runtime, checkpoints and logging")
     g.add_argument("--seed", type=int, default=0, help="derives every step's prompt choice and sampling seed")
     g.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N")
+    g.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                   help="fp32, or bf16: bfloat16 autocast of every forward pass (sampling, log-probs) on the "
+                        "device; weights, AdamW state and loss stay float32 (mixed precision)")
     g.add_argument("--threads", type=int, default=0,
                    help="torch CPU threads (0 = torch's default); 1 is fastest on a busy/shared machine")
     g.add_argument("--ckpt-dir", default=None, help="checkpoint folder (default: <dirname OUT>/.ckpt-<basename OUT>)")
@@ -288,7 +294,7 @@ def checkpoint_stale_reason(ckpt: str, config: dict, inputs: dict) -> str | None
     """Why checkpoint folder ``ckpt`` was not made from this run's inputs (None if it was): the first
     trajectory-relevant setting that differs, or a changed base model / data file (``inputs``: input_fingerprint)."""
     with open(os.path.join(ckpt, "config.json")) as f:
-        saved = json.load(f)
+        saved = {"precision": "fp32", **json.load(f)}  # checkpoints from before --precision existed ran fp32
     for key in sorted(set(saved) | set(config)):
         if key not in RESUME_FREE and saved.get(key) != config.get(key):
             return f"setting {key!r} is {config.get(key)!r} but the checkpoint used {saved.get(key)!r}"
@@ -394,6 +400,14 @@ def kl_penalty(logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor, *
     return -kl_coef * policy_loss(kl_tok, mask, torch.ones(len(logp), device=logp.device), **norm)
 
 
+def forward_precision(precision: str, device: torch.device):
+    """Context for the model's forward passes: bfloat16 autocast on ``device`` for "bf16", nothing for "fp32" (the
+    default runs exactly the code it ran before the option existed)."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Training
 
@@ -457,9 +471,10 @@ def train(argv: list[str] | None = None) -> dict:
         idx = prompt_indices(a.seed, step, len(rows), P)
 
         # ---- 1. sample n responses per prompt (the one sampler of training and evaluation)
-        s = sample(model, tok, [prompts[i] for i in idx for _ in range(n)], step_row_seeds(a.seed, step, P, n),
-                   sampling, stop_ids=stop_ids, add_special_tokens=adds_special_tokens(a.template),
-                   batch_size=a.gen_batch_size, record_entropy=True)
+        with forward_precision(a.precision, device):
+            s = sample(model, tok, [prompts[i] for i in idx for _ in range(n)], step_row_seeds(a.seed, step, P, n),
+                       sampling, stop_ids=stop_ids, add_special_tokens=adds_special_tokens(a.template),
+                       batch_size=a.gen_batch_size, record_entropy=True)
         t_gen = time.time() - ts
 
         # ---- 2. grade and reward (one grader for training and evaluation)
@@ -478,15 +493,17 @@ def train(argv: list[str] | None = None) -> dict:
         active = torch.nonzero(w != 0).flatten() if ref_model is None else torch.arange(num_seqs)
         w_dev = w.to(device=device, dtype=torch.float32)
         micro = [active[i:i + a.micro_batch_size] for i in range(0, len(active), a.micro_batch_size)]
-        old_logp = frozen_logprobs(model, seqs, amask, rmask, micro) if a.ppo_epochs > 1 else None
-        ref_logp = frozen_logprobs(ref_model, seqs, amask, rmask, micro) if ref_model is not None else None
+        with forward_precision(a.precision, device):
+            old_logp = frozen_logprobs(model, seqs, amask, rmask, micro) if a.ppo_epochs > 1 else None
+            ref_logp = frozen_logprobs(ref_model, seqs, amask, rmask, micro) if ref_model is not None else None
         model.train()
         loss_total, grad_norm = 0.0, 0.0
         for _ in range(a.ppo_epochs):
             opt.zero_grad(set_to_none=True)
             for j, mb in enumerate(micro):
                 m = rmask[mb][:, 1:].float()
-                logp = sequence_logprobs(model, seqs[mb], amask[mb], rmask[mb])  # (b, L-1)
+                with forward_precision(a.precision, device):  # log-probs come out float32 either way
+                    logp = sequence_logprobs(model, seqs[mb], amask[mb], rmask[mb])  # (b, L-1)
                 terms = logp if old_logp is None else ppo_clipped_terms(logp, old_logp[j], w_dev[mb], m, a.clip_eps)
                 loss = policy_loss(terms, m, w_dev[mb], **norm)
                 if ref_logp is not None:
