@@ -1,11 +1,19 @@
-"""Which instruction set the CPU math libraries use: the same bits from one command on any x86-64 machine with AVX2.
+"""Which instruction set the CPU math libraries use: the same bits from one command on machines of one CPU kind.
 
 PyTorch's CPU wheel picks, at run time, the widest vector code its three math libraries have for the CPU it runs on:
-ATen's own kernels (``default`` / ``avx2`` / ``avx512``), MKL's BLAS (its code branches) and oneDNN. Different
-branches sum in different orders, so a float32 training step gives other bits on an AVX-512 machine than on an
-AVX2-only one, and RL trajectories, which amplify such differences, diverge (measured: docs/reproducibility.md).
-Pinning all three to their AVX2 branch runs the same code, in the same order, on every x86-64 CPU that has AVX2 (which
-CPUs: docs/reproducibility.md), at no measured cost on this project's small models.
+ATen's own kernels (``default`` / ``avx2`` / ``avx512``), MKL's BLAS and vector math (its code branches) and oneDNN.
+Different branches sum in different orders, so a float32 training step gives other bits on an AVX-512 machine than on
+an AVX2-only one, and RL trajectories, which amplify such differences, diverge (measured: docs/reproducibility.md).
+Pinning all three to their AVX2 branch runs the same code, in the same order, on every *Intel* x86-64 CPU with AVX2
+(MKL promises its AVX2 branch's results for Intel CPUs only; ATen's AVX2 kernels are one compiled code), at no measured
+cost on this project's small models.
+
+Not across CPU vendors (measured, docs/reproducibility.md): an AMD EPYC and an Intel Xeon give different weights under
+this pin. On a non-Intel CPU MKL ignores ``MKL_CBWR=AVX2`` and dispatches by itself (an Intel machine made to report
+an AMD vendor runs ``mkl_blas_cnr_def_sgemm_kernel_0_zen`` for the matmuls and MKL's generic ``EX`` vector-math
+kernels), and the square root AdamW takes every step (``torch.sqrt`` -> MKL's vsSqrt) refines the CPU's ``rsqrtps``
+estimate, whose bits are the CPU maker's. What holds: two runs on one kind of machine give identical bits (the golden
+test keeps one record per kind: tests/train/test_cpu_math_on_cpu.py), and across kinds the verdicts are what must agree.
 
     env = pinned_env("avx2", platform.machine())            # {} on other architectures or with "native"
     prefix = shell_env_prefix("avx2", platform.machine())  # "env -u ... ATEN_CPU_CAPABILITY=avx2 ...": a job's
@@ -27,7 +35,10 @@ import platform
 CPU_ISA_CHOICES = ("avx2", "native")
 
 # the environment variable each library reads, and its value for the AVX2 branch. MKL's conditional numerical
-# reproducibility mode: "AVX2" selects the branch, ",STRICT" also makes results independent of memory alignment
+# reproducibility mode: "AVX2" selects the branch, ",STRICT" also makes results independent of memory alignment; MKL
+# honours it on Intel CPUs only (elsewhere it falls back to its own dispatch: MKL_VERBOSE shows "CNR:AUTO,STRICT").
+# MKL_CBWR=COMPATIBLE, the one branch MKL offers for all vendors, was measured not to be enough by itself (its vsSqrt
+# still refines rsqrtps; docs/reproducibility.md), so the pin stays on the branch its recorded numbers came from
 _AVX2_ENV = {
     "ATEN_CPU_CAPABILITY": "avx2",
     "MKL_CBWR": "AVX2,STRICT",
@@ -82,18 +93,35 @@ def math_path() -> dict:
     }
 
 
-def cpu_model() -> str | None:
-    """The CPU's model name from /proc/cpuinfo (Linux), else platform.processor(); None if neither says."""
+def _cpuinfo_field(name: str) -> str | None:
+    """The first ``name : value`` of /proc/cpuinfo (Linux), stripped; None where there is none or no such file."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
             for line in fh:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip() or None
+                key, sep, value = line.partition(":")
+                if sep and key.strip().lower() == name:
+                    return value.strip() or None
     except OSError:
         pass
-    return platform.processor() or None
+    return None
+
+
+def cpu_model() -> str | None:
+    """The CPU's model name from /proc/cpuinfo (Linux), else platform.processor(); None if neither says."""
+    return _cpuinfo_field("model name") or platform.processor() or None
+
+
+def cpu_vendor() -> str | None:
+    """The CPU's vendor string from /proc/cpuinfo, e.g. "GenuineIntel" or "AuthenticAMD" (it decides MKL's code path
+    under the pin: the AVX2 branch on Intel, MKL's own dispatch elsewhere); None where /proc/cpuinfo does not say."""
+    return _cpuinfo_field("vendor_id")
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags from /proc/cpuinfo (e.g. "avx2", "avx512f", "amx_tile"); empty where it does not say."""
+    return frozenset((_cpuinfo_field("flags") or "").split())
 
 
 def math_backend() -> dict:
-    """Run summaries' record of the CPU math: machine (platform.machine()), cpu_model, and ``math_path()``."""
-    return {"machine": platform.machine(), "cpu_model": cpu_model(), **math_path()}
+    """Run summaries' record of the CPU math: machine (platform.machine()), cpu_vendor, cpu_model, ``math_path()``."""
+    return {"machine": platform.machine(), "cpu_vendor": cpu_vendor(), "cpu_model": cpu_model(), **math_path()}

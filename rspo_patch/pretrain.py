@@ -24,8 +24,9 @@ Model: ``LlamaForCausalLM`` (default 4 layers, d=128, 4 heads, MLP 512: ~1.06M p
 --heads/--intermediate`` give other sizes) over a character vocabulary (digits, ``+-*/=()``, space, a-z,
 ``.,?!:'$``, plus any other character in the data), saved as a real HF tokenizer. Training text is
 ``"<bos>{question}={answer}<eos>"``; the loss covers the answer characters and the EOS only. AdamW, batch 256 sampled
-with a seeded generator: re-running gives bit-identical weights on the same machine and thread count, and on any
-x86-64 machine with AVX2 when the CPU math is pinned (rspo_core.cpu_math; the workflow does it).
+with a seeded generator: re-running gives bit-identical weights on the same machine and thread count, and on machines
+of the same CPU kind when the CPU math is pinned (rspo_core.cpu_math; the workflow does it; not across CPU vendors:
+docs/reproducibility.md).
 
 Output (written to a temp dir, then renamed): OUT/ = HF model folder + tokenizer + ``pretrain_log.jsonl`` (one line per
 step: step, loss, lr, wall_time; evaluation steps add pass@1 and entropy) + ``pretrain_summary.json``.
