@@ -20,8 +20,20 @@ the trainer reads ``episode`` etc. from its client_state. Three defects of that,
   DeepSpeed loads nothing, OpenRLHF's trainer then reads ``states["episode"]`` from ``{}`` and every retry fails with
   KeyError 'episode'. ``checkpoint_problem`` detects it (and a ``latest`` naming a missing or incomplete tag); the
   directory is moved aside and the run starts fresh (nothing resumable was saved).
+* with several ranks, DeepSpeed's rank 0 writes ``latest`` after its own files without waiting for the other ranks'
+  shards: a job killed then leaves ``latest`` naming a tag another rank had not finished (a truncated shard fails
+  ``torch.load`` inside that actor). Our trainer marks each tag complete once every rank returned from the save
+  (``write_complete_marker``: ``<tag>/rspo_complete.json``, the shard count and every file's size); a tag without
+  it is incomplete, and ``latest`` falls back to the newest complete tag (``fall_back_to_complete_tag``).
 * ``--ckpt.save_hf`` copies are never rotated (~29 per cell): ``prune_hf_copies`` keeps the newest ``max_num``; the
   trainer (``rspo_patch.openrlhf.trainer``) calls it after every save.
+
+And one refusal: every data-parallel rank writes its own ZeRO optimizer shard (``*zero_pp_rank_R_mp_rank_00_*``), and
+DeepSpeed 0.19.6 cannot load shards written by another rank count (``ZeRORuntimeException`` inside every actor, after
+Ray, vLLM and the models started). ``shard_ranks`` counts them; a resumable checkpoint of another rank count stops the
+launcher in one line (``CheckpointLayoutError``) before anything starts, and is left untouched: rerun with the rank
+count it was written by, or move the folder away to start over (a changed GPU count on a retry is not a reason to
+throw away days of training silently).
 """
 
 from __future__ import annotations
@@ -36,8 +48,16 @@ from pathlib import Path
 from rspo_core.fingerprint import file_sha256
 
 RECORD = "rspo_run.json"
+#: written beside RECORD when a run starts fresh: its saves carry COMPLETE markers (a tag without one is incomplete)
+FORMAT = "rspo_ckpt_format.json"
 ACTOR_DIR = "_actor"
 HF_COPY = re.compile(r"^global_step(\d+)_hf$")
+#: one ZeRO optimizer shard per data-parallel rank R (bf16_zero_pp_rank_R_mp_rank_00_optim_states.pt, or without the
+#: bf16_ prefix); model parallelism (mp_rank) is not used by the OpenRLHF path
+TAG = re.compile(r"^global_step(\d+)$")
+#: written by our trainer into a tag once every rank's save returned (write_complete_marker)
+COMPLETE = "rspo_complete.json"
+ZERO_SHARD = re.compile(r"^(?:bf16_)?zero_pp_rank_(\d+)_mp_rank_00_optim_states\.pt$")
 
 #: flags that do not change what is trained (where to write, what to log, how Ray is reached); the two input paths
 #: are replaced by the content hashes of what they name
@@ -101,21 +121,118 @@ def fingerprint_diff(old: dict, new: dict, limit: int = 6) -> list[str]:
     return out[:limit] + ([f"... {len(out) - limit} more"] if len(out) > limit else [])
 
 
+def write_complete_marker(tag_dir: Path) -> Path:
+    """Record that every rank finished writing the checkpoint ``tag_dir`` (called by our trainer actor once OpenRLHF's
+    save returned from all ranks): ``COMPLETE`` = {"dp_ranks": ZeRO shards, "files": {name: size}}, written
+    atomically. DeepSpeed's rank 0 writes ``latest`` right after its OWN files, with no barrier before it, so a job
+    killed then leaves a ``latest`` that names a tag whose other shards are missing or truncated."""
+    tag_dir = Path(tag_dir)
+    files = {p.name: p.stat().st_size for p in sorted(tag_dir.iterdir()) if p.is_file() and p.name != COMPLETE}
+    tmp = tag_dir / (COMPLETE + ".tmp")
+    tmp.write_text(json.dumps({"dp_ranks": shard_ranks(tag_dir), "files": files}, indent=1, sort_keys=True))
+    tmp.replace(tag_dir / COMPLETE)
+    return tag_dir / COMPLETE
+
+
+def tag_problem(tag_dir: Path, *, markers: bool) -> str | None:
+    """Why the DeepSpeed tag ``tag_dir`` cannot be loaded, or None. ``markers``: whether this checkpoint directory's
+    saves carry ``COMPLETE`` (every save since the trainer writes them); then a tag without one, or whose files are
+    missing or of other sizes than recorded, is incomplete. Without markers (a checkpoint of an earlier version): a
+    ``*model_states.pt`` and at least one ``*optim_states.pt``."""
+    if not tag_dir.is_dir():
+        return f"{tag_dir.name!r} does not exist"
+    marker = tag_dir / COMPLETE
+    if markers:
+        if not marker.is_file():
+            return f"{tag_dir} has no {COMPLETE}: the job stopped while its ranks were still saving"
+        try:
+            files = json.loads(marker.read_text())["files"]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            return f"{marker} is unreadable ({err})"
+        for name, size in files.items():
+            path = tag_dir / name
+            if not path.is_file() or path.stat().st_size != size:
+                return f"{path} is missing or not the size {size} recorded in {COMPLETE}"
+        return None
+    if not any(tag_dir.glob("*model_states.pt")) or not any(tag_dir.glob("*optim_states.pt")):
+        return f"{tag_dir} lacks DeepSpeed's model or optimizer states"
+    return None
+
+
+def _uses_markers(actor_dir: Path) -> bool:
+    """Whether the saves under ``actor_dir`` carry COMPLETE markers: a run started by this version (FORMAT beside
+    it), or any tag already marked."""
+    return (actor_dir.parent / FORMAT).is_file() or any(actor_dir.glob(f"*/{COMPLETE}"))
+
+
 def checkpoint_problem(actor_dir: Path) -> str | None:
-    """Why ``P/_actor`` cannot be resumed, or None (absent: nothing to resume; or ``latest`` names a complete tag:
-    a ``*model_states.pt`` and at least one ``*optim_states.pt``)."""
+    """Why ``P/_actor`` cannot be resumed, or None (absent: nothing to resume; or ``latest`` names a complete tag,
+    ``tag_problem``)."""
     if not actor_dir.exists():
         return None
     latest = actor_dir / "latest"
     if not latest.is_file():
         return f"{actor_dir} has no 'latest' file: the first save was interrupted (DeepSpeed writes it last)"
     tag = latest.read_text().strip()
-    tag_dir = actor_dir / tag
-    if not tag_dir.is_dir():
+    if not (actor_dir / tag).is_dir():
         return f"{latest} names {tag!r}, which does not exist"
-    if not any(tag_dir.glob("*model_states.pt")) or not any(tag_dir.glob("*optim_states.pt")):
-        return f"{tag_dir} lacks DeepSpeed's model or optimizer states"
-    return None
+    return tag_problem(actor_dir / tag, markers=_uses_markers(actor_dir))
+
+
+def newest_complete_tag(actor_dir: Path) -> str | None:
+    """The ``global_step<N>`` tag of ``actor_dir`` with the largest N that ``tag_problem`` accepts, or None."""
+    markers = _uses_markers(actor_dir)
+    tags = sorted(((int(m.group(1)), p.name) for p in actor_dir.glob("global_step*")
+                   if p.is_dir() and (m := TAG.match(p.name))), reverse=True)
+    return next((name for _, name in tags if tag_problem(actor_dir / name, markers=markers) is None), None)
+
+
+def fall_back_to_complete_tag(actor_dir: Path) -> str | None:
+    """When ``latest`` names an incomplete tag but an older one is complete, point ``latest`` at the newest complete
+    one (atomically, with a log line) and return it: the interrupted save is redone, the older steps are kept."""
+    if not actor_dir.is_dir() or checkpoint_problem(actor_dir) is None:
+        return None
+    tag = newest_complete_tag(actor_dir)
+    if tag is None:
+        return None
+    latest = actor_dir / "latest"
+    was = latest.read_text().strip() if latest.is_file() else None
+    tmp = actor_dir / "latest.tmp"
+    tmp.write_text(tag)
+    tmp.replace(latest)
+    _log(f"{actor_dir}: 'latest' named {was!r}, which was not completely written; resuming from {tag}, the newest "
+         f"complete checkpoint")
+    return tag
+
+
+class CheckpointLayoutError(ValueError):
+    """A resumable checkpoint written by another number of data-parallel ranks than this run has."""
+
+
+def shard_ranks(tag_dir: Path) -> int:
+    """Data-parallel ranks that wrote the ZeRO checkpoint ``tag_dir``: its ``COMPLETE`` record's count, else the
+    number of distinct R of its ``*zero_pp_rank_R_mp_rank_00_optim_states.pt`` files (0 when it has none)."""
+    marker = Path(tag_dir) / COMPLETE
+    if marker.is_file():
+        try:
+            return int(json.loads(marker.read_text())["dp_ranks"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    return len({int(m.group(1)) for p in Path(tag_dir).iterdir() if (m := ZERO_SHARD.match(p.name))})
+
+
+def check_rank_layout(actor_dir: Path, dp_ranks: int) -> None:
+    """CheckpointLayoutError (one line) when the tag ``actor_dir/latest`` names was written by another number of
+    data-parallel ranks than ``dp_ranks``; nothing when there is no resumable checkpoint (``checkpoint_problem``)."""
+    if not actor_dir.exists() or checkpoint_problem(actor_dir) is not None:
+        return
+    tag_dir = actor_dir / (actor_dir / "latest").read_text().strip()
+    written = shard_ranks(tag_dir)
+    if written != dp_ranks:
+        raise CheckpointLayoutError(
+            f"{tag_dir} holds the ZeRO optimizer shards of {written} data-parallel rank(s), this run has {dp_ranks} "
+            f"(actor.num_nodes x actor.num_gpus_per_node / ds.ring_attn_size / ds.tensor_parallel_size): DeepSpeed "
+            f"cannot re-partition them; rerun with {written} rank(s), or move {actor_dir.parent} away to start over")
 
 
 def prune_hf_copies(ckpt_path: Path, keep: int) -> list[Path]:
@@ -142,15 +259,20 @@ def move_aside(path: Path, reason: str) -> Path:
     return target
 
 
-def prepare_checkpoint_dir(ckpt_path: str | Path, fingerprint: dict, max_num: int) -> str:
+def prepare_checkpoint_dir(ckpt_path: str | Path, fingerprint: dict, max_num: int, dp_ranks: int | None = None) -> str:
     """Make ``ckpt_path`` safe to resume from, before Ray starts; returns "fresh" or "resume".
 
     fresh:  nothing there but our record, or a directory moved aside (no record, a different fingerprint, an
             unresumable ``_actor``, or logs without any ``_actor``); the fingerprint is (re)written.
     resume: the record matches and ``_actor/latest`` names a complete tag; HF copies pruned to ``max_num``.
+    CheckpointLayoutError, touching nothing, when ``dp_ranks`` is given and a resumable checkpoint there was written
+    by another number of data-parallel ranks (``check_rank_layout``), whatever its record says.
     """
     path = Path(ckpt_path)
     reason = None
+    fall_back_to_complete_tag(path / ACTOR_DIR)
+    if dp_ranks is not None:
+        check_rank_layout(path / ACTOR_DIR, dp_ranks)
     if path.exists() and any(path.iterdir()):
         record = path / RECORD
         if not record.is_file():
@@ -164,16 +286,19 @@ def prepare_checkpoint_dir(ckpt_path: str | Path, fingerprint: dict, max_num: in
                 reason = "it was made with other settings: " + "; ".join(fingerprint_diff(old, fingerprint))
         if reason is None:
             reason = checkpoint_problem(path / ACTOR_DIR)
-        if reason is None and not (path / ACTOR_DIR).exists() and any(p.name != RECORD for p in path.iterdir()):
+        if reason is None and not (path / ACTOR_DIR).exists() and any(p.name not in (RECORD, FORMAT)
+                                                                     for p in path.iterdir()):
             reason = f"nothing resumable was saved (no {ACTOR_DIR}/), only the logs of an interrupted attempt"
         if reason is None:
             if (path / ACTOR_DIR).exists():
                 prune_hf_copies(path, max_num)
                 return "resume"
+            (path / FORMAT).write_text(json.dumps({"complete_markers": COMPLETE}))
             return "fresh"
         move_aside(path, reason)
     path.mkdir(parents=True, exist_ok=True)
     tmp = path / (RECORD + ".tmp")
     tmp.write_text(json.dumps(fingerprint, indent=1, sort_keys=True))
     tmp.replace(path / RECORD)
+    (path / FORMAT).write_text(json.dumps({"complete_markers": COMPLETE}))
     return "fresh"

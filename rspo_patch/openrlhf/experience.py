@@ -248,6 +248,19 @@ def deal_to_ranks(lengths: list[float], ranks: int) -> list[list[int]]:
     return [order[r::ranks] for r in range(ranks)]
 
 
+def undealt_rank_counts(per_experience: list[int], ranks: int) -> list[int]:
+    """What each of ``ranks`` ranks would get of a per-experience count (e.g. its non-zero-weight responses) if the
+    experiences went to the ranks as OpenRLHF 0.11.2 hands them out, without ``deal_to_ranks``: contiguous chunks of
+    ceil(E / R) experiences (``batches.chunk_sizes``). per_experience: [E] ints -> [R] ints."""
+    from rspo_patch.openrlhf.batches import chunk_sizes
+
+    out, start = [], 0
+    for size in chunk_sizes(len(per_experience), ranks):
+        out.append(sum(per_experience[start:start + size]))
+        start += size
+    return out
+
+
 def largest_divisor_at_most(value: int, cap: int) -> int:
     """The largest d <= cap dividing value (>= 1)."""
     return max(d for d in range(1, max(1, min(cap, value)) + 1) if value % d == 0)
@@ -391,16 +404,21 @@ class RSPOExperienceMaker(RemoteExperienceMaker):
                 item.action_mask = keep_last_token_only(item.action_mask.unsqueeze(0), torch.tensor([True]))[0]
                 item.advantages = torch.zeros_like(item.advantages)
                 item.returns = torch.zeros_like(item.returns)
-        ranks = (args.actor.num_nodes * args.actor.num_gpus_per_node // args.ds.ring_attn_size
-                 // args.ds.tensor_parallel_size)
-        if len(kept) % ranks:  # only when nothing could be dropped and the step itself is uneven
-            ranks = 1
+        dp_ranks = (args.actor.num_nodes * args.actor.num_gpus_per_node // args.ds.ring_attn_size
+                    // args.ds.tensor_parallel_size)
+        # 1 only when nothing could be dropped and the step itself is uneven
+        ranks = dp_ranks if len(kept) % dp_ranks == 0 else 1
         per_rank = len(kept) // ranks
         size = largest_divisor_at_most(per_rank, args.rollout.micro_batch_size)
         out = []
         for positions in deal_to_ranks([float(item.attention_mask.sum()) for item in kept], ranks):
             for start in range(0, per_rank, size):
                 out.append(_stack_info(make_experience_batch([kept[i] for i in positions[start:start + size]])))
+        # the non-zero-weight responses each rank would have trained in OpenRLHF's own contiguous split of the
+        # rollout: unequal counts are what dealing equal, whole optimizer steps to every rank prevents (a rank that
+        # runs one micro-batch more than another waits in its collectives until the timeout)
+        undealt = undealt_rank_counts([int((experience.info["rspo_zero_weight"].reshape(-1) == 0).sum())
+                                       for experience in experiences], dp_ranks)
         tokens_all = float(lengths.sum())
         tokens_kept = float(sum(float(item.attention_mask.sum()) for item in kept))
         self.drop_stats = {
@@ -408,6 +426,8 @@ class RSPOExperienceMaker(RemoteExperienceMaker):
             "rollout/rspo_dropped_fraction": 1.0 - len(kept) / len(items),
             "rollout/rspo_padding_fraction": (len(kept) - int((~zero).sum())) / len(items),
             "rollout/rspo_train_token_fraction": tokens_kept / tokens_all if tokens_all else 1.0,
+            "rollout/rspo_undealt_weighted_min": float(min(undealt)),
+            "rollout/rspo_undealt_weighted_max": float(max(undealt)),
         }
         return out
 

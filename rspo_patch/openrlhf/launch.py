@@ -23,7 +23,8 @@ flags, parses, validates (ValueError -> argparse error, exit 2, before Ray or an
 starts Ray and rebinds ``openrlhf.trainer.ppo_trainer.PPOTrainer`` to ``RSPOPPOTrainer``; then OpenRLHF's own
 ``__main__`` continues and calls ``train(args)``. The module runs via ``runpy.run_module(..., run_name="__main__")``.
 
-Before Ray starts (``_prepare_run``), for every estimator:
+Before Ray starts (``_prepare_run``), for every estimator (and right after it starts: ``check_gpus``, the GPUs the
+layout asks Ray for against those Ray has, one line instead of a silent wait):
   * ``--data.max_samples`` is cut to whole rollout batches (``prepare_batches``; a partial last batch splits unevenly
     over the ranks and hangs them) and one full step is checked to split evenly (``batches.check_even_split``);
   * ``--ckpt.path`` is tied to this run (``prepare_checkpoints`` / ckpt.py): a checkpoint made with other settings,
@@ -446,13 +447,60 @@ def start_ray(ns) -> None:
     ray.init(**kwargs)
 
 
+def required_gpus(ns) -> dict[str, int]:
+    """GPUs OpenRLHF 0.11.2's ``train()`` asks Ray for, by group (``cli/train_ppo_ray.py``; pure): a placement group of
+    actor.num_nodes x actor.num_gpus_per_node bundles when actor and reference (or everything: train.colocate_all) are
+    colocated, the vLLM engines' own placement group (engines x tensor_parallel_size) unless colocate_all puts them
+    in the actor's, and 1 GPU per rank of every group that has no placement group to share (actor, reference with
+    algo.kl.init_coef > 0, critic, a reward model instead of --reward.remote_url)."""
+    def ranks(role):
+        return _get(ns, f"{role}.num_nodes", 1) * _get(ns, f"{role}.num_gpus_per_node", 1)
+
+    colocate_all = bool(_get(ns, "train.colocate_all")) and not _get(ns, "train.async_enable")
+    shared = bool(_get(ns, "train.colocate_actor_ref")) or bool(_get(ns, "train.colocate_all"))
+    need: dict[str, int] = {}
+    if shared:
+        need["actor placement group"] = ranks("actor")
+    else:
+        need["actor ranks"] = ranks("actor")
+        if (_get(ns, "algo.kl.init_coef") or 0) > 0:
+            need["reference ranks"] = ranks("ref")
+    engines = _get(ns, "vllm.num_engines") or 0
+    if engines and not colocate_all:
+        need["vLLM engines x tensor_parallel_size"] = engines * (_get(ns, "vllm.tensor_parallel_size") or 1)
+    if _get(ns, "critic.model_name_or_path"):
+        if _get(ns, "train.colocate_critic_reward"):
+            need["critic placement group"] = ranks("critic")
+        elif not _get(ns, "train.colocate_all"):
+            need["critic ranks"] = ranks("critic")
+    if not _get(ns, "reward.remote_url") and not _get(ns, "train.colocate_all") and not (
+            _get(ns, "critic.model_name_or_path") and _get(ns, "train.colocate_critic_reward")):
+        need["reward-model ranks"] = ranks("reward")
+    return need
+
+
+def check_gpus(ns, available: float) -> None:
+    """ValueError (one line) when the run needs more GPUs than Ray has (``available``: ``ray.cluster_resources()``'s
+    GPU count): Ray would otherwise wait for them forever, silently (measured: 2 actor ranks and 2 engines without
+    colocation on 2 GPUs sat with no log line for minutes)."""
+    need = required_gpus(ns)
+    total = sum(need.values())
+    if total > available:
+        parts = " + ".join(f"{count} ({what})" for what, count in need.items())
+        raise ValueError(f"this run needs {total} GPUs = {parts}, but Ray has {available:g}: Ray would wait for them "
+                         f"forever; colocate (--train.colocate_all, as config/paper.yaml) or lower "
+                         f"--actor.num_gpus_per_node / --vllm.num_engines")
+
+
 def prepare_checkpoints(ns, environ=None) -> str:
     """``rspo_patch.openrlhf.ckpt.prepare_checkpoint_dir`` for ``--ckpt.path`` with this run's fingerprint (after
     ``prepare_batches``: the fingerprint includes the final ``--data.max_samples``); returns "fresh" or "resume"."""
     from rspo_patch.openrlhf.ckpt import prepare_checkpoint_dir, run_fingerprint
 
     environ = os.environ if environ is None else environ
-    state = prepare_checkpoint_dir(_get(ns, "ckpt.path"), run_fingerprint(ns, environ), _get(ns, "ckpt.max_num", 1))
+    dp_ranks = effective_ranks(ns) if _get(ns, "ckpt.load_enable") else None  # no resume: any layout may start over
+    state = prepare_checkpoint_dir(_get(ns, "ckpt.path"), run_fingerprint(ns, environ), _get(ns, "ckpt.max_num", 1),
+                                   dp_ranks)
     if state == "resume" and not _get(ns, "ckpt.load_enable"):
         print(f"[rspo launcher] {_get(ns, 'ckpt.path')} holds a checkpoint of this run, but --ckpt.load_enable is "
               f"off: OpenRLHF starts from step 0", file=sys.stderr, flush=True)
@@ -467,12 +515,19 @@ def _prepare_run(ns) -> None:
     """
     try:
         prepare_batches(ns, count_prompts(ns))
-    except ValueError as err:
+        prepare_checkpoints(ns)
+    except ValueError as err:  # CheckpointLayoutError too: one line, before Ray or any model starts
         raise SystemExit(f"rspo_patch.openrlhf.launch: error: {err}") from None
-    prepare_checkpoints(ns)
     from rspo_patch.openrlhf.trainer import install_trainer
 
     start_ray(ns)
+    import ray
+
+    try:
+        check_gpus(ns, ray.cluster_resources().get("GPU", 0.0))
+    except ValueError as err:
+        ray.shutdown()
+        raise SystemExit(f"rspo_patch.openrlhf.launch: error: {err}") from None
     install_trainer()
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+from pathlib import Path
 
 import ray
 
@@ -20,7 +21,7 @@ check_openrlhf_version()
 
 import openrlhf.trainer.ppo_trainer as _ppo_trainer_module  # noqa: E402
 
-from rspo_patch.openrlhf.ckpt import prune_hf_copies  # noqa: E402
+from rspo_patch.openrlhf.ckpt import ACTOR_DIR, prune_hf_copies, write_complete_marker  # noqa: E402
 from rspo_patch.openrlhf.experience import RSPOExperienceMaker, rollout_stats  # noqa: E402
 from rspo_patch.openrlhf.sampling import install_stop_tokens, training_stop_token_ids  # noqa: E402,F401
 
@@ -100,9 +101,16 @@ class RSPOPPOTrainerActor(STOCK_PPO_TRAINER.__ray_actor_class__):
         return rollout_stats(super()._compute_rollout_stats, self.experience_maker, experiences)
 
     def save_logs_and_checkpoints(self, global_step: int, logs_dict=None, client_states=None) -> None:
-        """OpenRLHF's save, then at most ``--ckpt.max_num`` ``global_step<N>_hf`` copies (OpenRLHF never rotates them)."""
+        """OpenRLHF's save (it returns once every actor rank's ``save_checkpoint`` did), then the tag's completion
+        marker (``ckpt.write_complete_marker``: DeepSpeed's ``latest`` may name a tag whose other shards were still
+        being written) and at most ``--ckpt.max_num`` ``global_step<N>_hf`` copies (OpenRLHF never rotates them)."""
         super().save_logs_and_checkpoints(global_step, logs_dict, client_states)
-        if self.args.ckpt.save_hf and global_step % self.args.ckpt.save_steps == 0:
+        if global_step % self.args.ckpt.save_steps:
+            return
+        tag_dir = Path(self.args.ckpt.path) / ACTOR_DIR / f"global_step{global_step}"
+        if not self.args.ckpt.disable_ds and tag_dir.is_dir():
+            write_complete_marker(tag_dir)
+        if self.args.ckpt.save_hf:
             prune_hf_copies(self.args.ckpt.path, self.args.ckpt.max_num)
 
 

@@ -324,3 +324,18 @@ def test_every_paper_cell_stays_even_after_dropping_zero_weights(paper_cells, ma
         seen[key] = (per_rank[0], full, maker.take_full_rollout()[1]["rollout/rspo_dropped_fraction"])
     assert len(seen) >= 20
     assert any(kept < full for kept, full, _ in seen.values())
+
+
+def test_every_paper_cell_asks_ray_for_exactly_the_gpus_its_job_requests(paper_cells):
+    """launch.required_gpus (what OpenRLHF's train() will ask Ray for) against the Slurm request of the same job
+    (config/paper.yaml train_resources.gpus = 8): a mismatch either wastes GPUs or waits forever for missing ones."""
+    import yaml
+
+    cfg = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    gpus = {name: (spec.get("train_resources") or {}).get("gpus", cfg["train"].get("gpus"))
+            for name, spec in cfg["models"].items()}
+    for cell, ns in paper_cells.items():
+        need = launch.required_gpus(ns)
+        model = cell.split("/")[0].removeprefix("model~")
+        assert sum(need.values()) == gpus[model] == 8, (cell, need)
+        assert need == {"actor placement group": 8}, (cell, need)  # colocated: engines share the actor's bundles

@@ -8,6 +8,7 @@ OpenRLHF's own ``_write_ckpt_metric`` here), ``P/_actor/latest`` (written last),
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -22,10 +23,12 @@ pytest.importorskip("openrlhf", reason="openrlhf is not installed: `pip install 
 from rspo_patch.openrlhf import ckpt, launch  # noqa: E402
 
 
-def save_like_openrlhf(ckpt_path: Path, step: int, *, ranks: int = 2, write_latest: bool = True,
-                       hf: bool = True) -> None:
-    """One ``save_logs_and_checkpoints`` of OpenRLHF at ``global_step``: DeepSpeed's files, then ``latest`` (skipped:
-    a job killed mid-save), OpenRLHF's metric.json, and the HF copy."""
+def save_like_openrlhf(ckpt_path: Path, step: int, *, ranks: int = 1, write_latest: bool = True,
+                       hf: bool = True, marker: bool = True) -> None:
+    """One ``save_logs_and_checkpoints`` of OpenRLHF at ``global_step``: DeepSpeed's files (one ZeRO shard per rank;
+    the flags of ``run`` have 1 rank), then ``latest`` (skipped: a job killed mid-save), OpenRLHF's metric.json, the
+    HF copy, and (``marker``) our trainer's completion marker, which it writes after every save that returned from all
+    ranks."""
     from openrlhf.utils.deepspeed import DeepspeedStrategy
 
     tag = f"global_step{step}"
@@ -48,6 +51,8 @@ def save_like_openrlhf(ckpt_path: Path, step: int, *, ranks: int = 2, write_late
         from safetensors.torch import save_file
 
         save_file({"w": torch.zeros(2)}, str(hf_dir / "model.safetensors"))
+    if marker:
+        ckpt.write_complete_marker(tag_dir)
 
 
 @pytest.fixture
@@ -97,7 +102,7 @@ def test_changed_settings_start_fresh_and_move_the_old_run_aside(run, capsys, ch
     assert "not resuming" in err and expected in err
     (stale,) = _stale(run.ckpt)
     assert (stale / "_actor" / "latest").is_file()  # the old run is intact beside the new one
-    assert sorted(p.name for p in run.ckpt.iterdir()) == [ckpt.RECORD]
+    assert sorted(p.name for p in run.ckpt.iterdir()) == sorted([ckpt.RECORD, ckpt.FORMAT])
 
 
 @pytest.mark.parametrize("what", ["model", "data", "reward"])
@@ -141,6 +146,14 @@ def test_latest_naming_a_missing_tag_and_unknown_directories(run, capsys):
     launch.prepare_checkpoints(run.flags(), environ={"RSPO_REWARD": "pass"})
     save_like_openrlhf(run.ckpt, 20)
     (run.ckpt / "_actor" / "latest").write_text("global_step40")
+    assert "names 'global_step40', which does not exist" in ckpt.checkpoint_problem(run.ckpt / "_actor")
+    # the complete global_step20 is still there: resumed from it, never from the tag `latest` names
+    assert launch.prepare_checkpoints(run.flags(), environ={"RSPO_REWARD": "pass"}) == "resume"
+    assert (run.ckpt / "_actor" / "latest").read_text() == "global_step20"
+    assert "resuming from global_step20" in capsys.readouterr().err
+    # with no complete tag left, the directory is moved aside and the run starts fresh
+    (run.ckpt / "_actor" / "latest").write_text("global_step40")
+    (run.ckpt / "_actor" / "global_step20" / ckpt.COMPLETE).unlink()
     assert launch.prepare_checkpoints(run.flags(), environ={"RSPO_REWARD": "pass"}) == "fresh"
     assert "names 'global_step40', which does not exist" in capsys.readouterr().err
     # a directory without our record (older version of the plugin, or by hand): its settings are unknown
@@ -166,3 +179,84 @@ def test_prune_hf_copies_ignores_other_folders(tmp_path):
     assert sorted(p.name for p in gone) == ["global_step5_hf"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["_actor", "best_global_step7_hf", "global_step100_hf",
                                                           "global_step10_hf"]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# several ranks: one ZeRO shard per data-parallel rank
+
+
+def test_a_checkpoint_of_another_rank_count_is_refused_in_one_line_and_left_untouched(run):
+    """DeepSpeed 0.19.6 raises ZeRORuntimeException inside every actor when the DP world size changed (after Ray,
+    vLLM and the models started); the launcher refuses before any of that, naming both counts."""
+    launch.prepare_checkpoints(run.flags(), environ={"RSPO_REWARD": "pass"})
+    save_like_openrlhf(run.ckpt, 20, ranks=2, marker=True)
+    before = sorted(p.relative_to(run.ckpt) for p in run.ckpt.rglob("*"))
+    with pytest.raises(ckpt.CheckpointLayoutError) as err:
+        launch.prepare_checkpoints(run.flags(), environ={"RSPO_REWARD": "pass"})
+    message = str(err.value)
+    assert "\n" not in message
+    assert "shards of 2 data-parallel rank(s), this run has 1" in message and str(run.ckpt) in message
+    assert sorted(p.relative_to(run.ckpt) for p in run.ckpt.rglob("*")) == before and not _stale(run.ckpt)
+    # the same rank count resumes (2 ranks: one node of 2)
+    assert launch.prepare_checkpoints(run.flags("--actor.num_gpus_per_node", "2"),
+                                      environ={"RSPO_REWARD": "pass"}) == "fresh"  # other settings: moved aside
+    assert len(_stale(run.ckpt)) == 1
+
+
+@pytest.mark.skipif(any(importlib.util.find_spec(m) is None for m in ("vllm", "deepspeed", "ray")),
+                    reason="the launcher's real CLI imports vllm, deepspeed and ray (bash .ci/install_openrlhf_cpu.sh)")
+def test_the_launcher_refuses_another_rank_count_before_ray_starts(run, tmp_path):
+    """The whole CLI: one line on stderr, exit status 1, no Ray (the run would have needed GPUs it cannot find)."""
+    import subprocess
+    import sys
+
+    launch.prepare_checkpoints(run.flags(), environ={"RSPO_REWARD": "pass"})
+    save_like_openrlhf(run.ckpt, 20, ranks=2, marker=True)
+    flags = ["--rollout.batch_size", "3", "--rollout.micro_batch_size", "2", "--train.batch_size", "24",
+             "--actor.num_gpus_per_node", "1", "--algo.kl.init_coef", "0", "--algo.advantage.estimator", "rspo_pass", "--rspo.k", "4",
+             "--rollout.n_samples_per_prompt", "8", "--actor.model_name_or_path", str(run.model),
+             "--data.prompt_dataset", str(run.data), "--ckpt.path", str(run.ckpt), "--ckpt.load_enable",
+             "--ckpt.save_hf", "--ckpt.max_num", "2", "--data.max_samples", "3"]
+    repo = Path(__file__).resolve().parents[2]
+    shim = repo / "tests" / "openrlhf_e2e" / "cpu_shim"  # the tier's device plumbing: flash_attn's import, no GPUs
+    env = {**os.environ, "RSPO_REWARD": "pass", "RSPO_CPU_SHIM": "1", "PYTHONPATH": f"{shim}{os.pathsep}{repo}"}
+    proc = subprocess.run([sys.executable, "-m", "rspo_patch.openrlhf.launch", *flags], capture_output=True,
+                          text=True, timeout=300, env=env, cwd=repo)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and "shards of 2 data-parallel rank(s), this run has 1" in errors[0], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and "Ray instance" not in proc.stderr + proc.stdout  # Ray never started
+
+
+def test_latest_naming_a_tag_other_ranks_had_not_finished_falls_back_to_the_last_complete_one(run, capsys):
+    """DeepSpeed's rank 0 writes `latest` right after its own files: killed then, `latest` names a tag whose rank-1
+    shard is missing. The tag has no completion marker (our trainer writes it once every rank returned), so the
+    resume goes to the newest complete tag instead, and the older steps are kept."""
+    launch.prepare_checkpoints(run.flags(), environ={"RSPO_REWARD": "pass"})
+    save_like_openrlhf(run.ckpt, 20, marker=True)
+    save_like_openrlhf(run.ckpt, 40, hf=False, marker=False)  # rank 0's files and `latest` only
+    assert (run.ckpt / "_actor" / "latest").read_text() == "global_step40"
+    assert "has no rspo_complete.json" in ckpt.checkpoint_problem(run.ckpt / "_actor")
+    assert launch.prepare_checkpoints(run.flags(), environ={"RSPO_REWARD": "pass"}) == "resume"
+    assert (run.ckpt / "_actor" / "latest").read_text() == "global_step20"
+    assert "resuming from global_step20" in capsys.readouterr().err and not _stale(run.ckpt)
+
+
+def test_a_marked_tag_with_a_truncated_shard_is_incomplete(run):
+    launch.prepare_checkpoints(run.flags(), environ={"RSPO_REWARD": "pass"})
+    save_like_openrlhf(run.ckpt, 20, marker=True)
+    shard = run.ckpt / "_actor" / "global_step20" / "bf16_zero_pp_rank_0_mp_rank_00_optim_states.pt"
+    shard.write_bytes(shard.read_bytes()[:10])
+    assert "not the size" in ckpt.checkpoint_problem(run.ckpt / "_actor")
+    assert ckpt.newest_complete_tag(run.ckpt / "_actor") is None
+
+
+def test_a_first_save_interrupted_between_ranks_starts_fresh_not_refused(run, capsys):
+    """A run started by this version (rspo_ckpt_format.json): a first tag with rank 0's shard only is incomplete,
+    not a checkpoint of 1 rank."""
+    launch.prepare_checkpoints(run.flags("--actor.num_gpus_per_node", "2"), environ={"RSPO_REWARD": "pass"})
+    assert (run.ckpt / ckpt.FORMAT).is_file()
+    save_like_openrlhf(run.ckpt, 20, ranks=1, marker=False)
+    assert launch.prepare_checkpoints(run.flags("--actor.num_gpus_per_node", "2"),
+                                      environ={"RSPO_REWARD": "pass"}) == "fresh"
+    assert "has no rspo_complete.json" in capsys.readouterr().err

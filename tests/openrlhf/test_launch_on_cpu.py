@@ -212,3 +212,38 @@ def test_unknown_template_is_an_argparse_error(parse_flags, capsys):
         parse_flags("--algo.advantage.estimator", "pg", "--rollout.n_samples_per_prompt", "4",
                     "--rspo.template", "alpaca")
     assert "chat_answer" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags, need", [
+    # the tier's layout and the paper's: engines inside the actor's placement group
+    (["--actor.num_gpus_per_node", "2", "--vllm.num_engines", "2", "--train.colocate_all"],
+     {"actor placement group": 2}),
+    # not colocated: every actor rank and every engine (x TP) a GPU of its own
+    (["--actor.num_gpus_per_node", "2", "--vllm.num_engines", "2"],
+     {"actor ranks": 2, "vLLM engines x tensor_parallel_size": 2}),
+    (["--actor.num_gpus_per_node", "4", "--vllm.num_engines", "2", "--vllm.tensor_parallel_size", "2",
+      "--algo.kl.init_coef", "0.01", "--ref.num_gpus_per_node", "4"],
+     {"actor ranks": 4, "reference ranks": 4, "vLLM engines x tensor_parallel_size": 4}),
+    (["--actor.num_gpus_per_node", "4", "--vllm.num_engines", "4", "--train.colocate_actor_ref",
+      "--algo.kl.init_coef", "0.01", "--ref.num_gpus_per_node", "4"],
+     {"actor placement group": 4, "vLLM engines x tensor_parallel_size": 4}),
+])
+def test_required_gpus_follow_openrlhfs_placement(parse_flags, flags, need):
+    ns = parse_flags("--algo.advantage.estimator", "rspo_pass", "--rspo.k", "2", "--rollout.n_samples_per_prompt", "4",
+                     "--reward.remote_url", "reward.py", *flags, hierarchical=False)
+    assert launch.required_gpus(ns) == need
+
+
+def test_a_layout_larger_than_ray_is_one_line_not_a_silent_wait(parse_flags):
+    """Measured before this check: 2 actor ranks and 2 engines without colocation on Ray's 2 GPUs printed nothing
+    for minutes (Ray waits for resources forever)."""
+    ns = parse_flags("--algo.advantage.estimator", "rspo_pass", "--rspo.k", "2", "--rollout.n_samples_per_prompt", "4",
+                     "--reward.remote_url", "reward.py", "--actor.num_gpus_per_node", "2", "--vllm.num_engines", "2",
+                     hierarchical=False)
+    launch.check_gpus(ns, 4.0)
+    with pytest.raises(ValueError) as err:
+        launch.check_gpus(ns, 2.0)
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith("this run needs 4 GPUs = 2 (actor ranks) + 2 (vLLM engines x tensor_parallel_size), "
+                              "but Ray has 2"), message

@@ -57,8 +57,11 @@ def test_rspo_trainer_is_the_ray_actor(tiny_run, make_experiences, cpu_stub_inst
     temp_dir = tempfile.mkdtemp(prefix="rspo_ray_", dir="/tmp")  # short: Ray's socket paths are length-limited
     ray.cloudpickle.register_pickle_by_value(sys.modules[cpu_stub_installer.__module__])
     # only the CPU stand-ins for flash_attn / vllm; the plugin itself arrives through the actor class
-    ray.init(address="local", num_cpus=1, include_dashboard=False, _temp_dir=temp_dir, log_to_driver=False,
-             runtime_env={"worker_process_setup_hook": cpu_stub_installer})
+    # 24 logical GPUs: what the launcher's flags below ask for (OpenRLHF's defaults: 8 actor, 8 reference and 8 reward-
+    # model ranks, launch.required_gpus); with fewer the launcher stops before OpenRLHF's __main__ goes on (checked
+    # at the end). Nothing here uses a GPU.
+    ray.init(address="local", num_cpus=1, num_gpus=24, include_dashboard=False, _temp_dir=temp_dir,
+             log_to_driver=False, runtime_env={"worker_process_setup_hook": cpu_stub_installer})
     try:
         trainer = RSPOPPOTrainer.remote(args.actor.model_name_or_path, get_strategy(args), None, None, None, None,
                                         None, do_sample=True, max_len=64, max_new_tokens=8, temperature=1.0,
@@ -99,6 +102,9 @@ def _check_launcher_main(args):
     assert ppo_trainer_module.PPOTrainer is STOCK_PPO_TRAINER
     with pytest.raises(SystemExit):  # validation still comes first
         launch.main([*flags, "--rspo.k", "9"])
+    with pytest.raises(SystemExit, match=r"this run needs 32 GPUs = 8 \(actor ranks\) \+ 16 \(reference ranks\).*"
+                                         r"but Ray has 24"):
+        launch.main([*flags, "--ref.num_gpus_per_node", "16"])  # a layout larger than Ray: one line, no wait
 
 
 def test_async_hook_patches_lazily_on_import(parse_flags, make_experiences):

@@ -19,8 +19,9 @@ itself).
                                  (linear weights are repacked and the originals dropped), so each sync is wrapped in
                                  vLLM's own layerwise reload (what its ``reload_weights`` does)
 
-RSPO_CPU_NOSYNC=1 is the negative control of the weight-sync test only: the broadcast still runs, the received weights
-are not loaded into vLLM.
+RSPO_CPU_NOSYNC is the negative control of the weight-sync test only: ``all`` or a comma-separated list of engine
+indices (0-based, the order OpenRLHF created the engines in: engine i is rank i * tensor_parallel_size + 1 of the
+weight-sync group); on those engines the broadcast still runs, the received weights are not loaded into vLLM.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from datetime import timedelta
 from rspo_import_hooks import install_finder, when_imported
 
 # env vars every Ray worker must see (the launcher's runtime_env lists its own; these are added to it)
-PROPAGATED_ENV = ("RSPO_CPU_SHIM", "RSPO_CPU_PROBE_FILE", "RSPO_CPU_NOSYNC", "PYTHONPATH", "HF_HUB_OFFLINE",
+PROPAGATED_ENV = ("RSPO_CPU_SHIM", "RSPO_CPU_PROBE_FILE", "RSPO_CPU_NOSYNC", "RSPO_CPU_HANG", "PYTHONPATH", "HF_HUB_OFFLINE",
                   "VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_NUM_OF_RESERVED_CPU", "OMP_NUM_THREADS")
 
 
@@ -122,6 +123,7 @@ class GlooBroadcaster:
     def __init__(self, master_address, master_port, rank, world_size):
         import torch.distributed as dist
 
+        self.rank = rank
         self.store = dist.TCPStore(master_address, master_port, world_size, is_master=(rank == 0),
                                    timeout=timedelta(seconds=600))
         self.group = dist.ProcessGroupGloo(dist.PrefixStore("rspo_weight_sync", self.store), rank, world_size,
@@ -141,6 +143,16 @@ def gloo_stateless_init_process_group(master_address, master_port, rank, world_s
     return GlooBroadcaster(master_address, master_port, rank, world_size)
 
 
+def nosync(spec: str, group_rank: int, tensor_parallel_size: int) -> bool:
+    """Whether the engine of weight-sync rank ``group_rank`` skips loading the received weights (RSPO_CPU_NOSYNC:
+    "" none, "all", or engine indices "0,2")."""
+    if not spec:
+        return False
+    if spec == "all":
+        return True
+    return (group_rank - 1) // tensor_parallel_size in {int(i) for i in spec.split(",")}
+
+
 def _cpu_update_weight(self, name, dtype, shape, empty_cache=False):
     """WorkerWrap.update_weight of OpenRLHF 0.11.2 with the worker's device instead of "cuda", inside vLLM's layerwise
     reload: initialise before the first parameter of a sync, finalise (re-pack) after the last one, which OpenRLHF
@@ -155,7 +167,8 @@ def _cpu_update_weight(self, name, dtype, shape, empty_cache=False):
     if not getattr(self, "_rspo_cpu_reloading", False):
         initialize_layerwise_reload(model)
         self._rspo_cpu_reloading = True
-    if os.environ.get("RSPO_CPU_NOSYNC") != "1":
+    if not nosync(os.environ.get("RSPO_CPU_NOSYNC", ""), self._model_update_group.rank,
+                  self.parallel_config.tensor_parallel_size):
         model.load_weights(weights=[(name, weight)])
     if empty_cache:
         finalize_layerwise_reload(model, self.model_config)
