@@ -11,7 +11,14 @@ Layout (``MANIFEST_VERSION`` 2)::
                   ...},
      "trained": [cell path, ...],                 # every cell trained, once
      "evaluated": {cell path: [benchmark, ...]},  # every (cell, benchmark) evaluated, once
-     "contamination": {"benchmarks": [...]}}      # the config's contamination.benchmarks
+     "contamination": {"benchmarks": [...]},      # the config's contamination.benchmarks
+     "methods": {algo: {"estimator": NAME, "hyperparameters": {name: value as written}, "uses_k": bool,
+                        "unbiased": bool, "binary_only": bool, "origin": "builtin" | plugin, "description": str}}}
+                                                  # only where a cell's algo is a plugin estimator or carries
+                                                  # hyperparameters (rspo_core.cells.algo_key); absent otherwise
+
+The figures and the claims table know the built-in estimators from the registry; ``methods`` tells them what they
+cannot know without the config's plugins: how a user's method is named and whether its weights use k.
 
 Cell dicts carry the tidy tables' cell columns (rspo_core.cells.TABLE_COLUMNS), so a family's cells select table rows
 by their ``cell`` column directly.
@@ -24,7 +31,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from rspo_core.atomic import write_text_atomic
-from rspo_core.cells import TABLE_COLUMNS, Cell, eval_targets, family_cells, unique_cells
+from rspo_core.cells import TABLE_COLUMNS, Cell, eval_targets, family_cells, split_algo, unique_cells
 
 MANIFEST_VERSION = 2
 # Family names of the paper's experiments that configs may spell differently (first = the default config's name).
@@ -35,11 +42,34 @@ N_SCALING_FAMILIES = ("n_scaling", "nscale")
 
 
 def registry_uses_k(algo: str) -> bool:
-    """Whether estimator ``algo``'s weights depend on k (rspo_patch.estimators registry ``uses_k``); True for a name
-    the registry lacks (the config check rejects those before any job)."""
+    """Whether estimator ``algo``'s weights depend on k (rspo_patch.estimators registry ``uses_k``; an algo with
+    hyperparameters is looked up by its estimator's name); True for a name the registry lacks (the config check
+    rejects those before any job; the figures take a plugin's uses_k from the manifest's ``methods``)."""
     from rspo_patch.estimators import ESTIMATORS
 
-    return ESTIMATORS[algo].uses_k if algo in ESTIMATORS else True
+    name = split_algo(algo)[0]
+    return ESTIMATORS[name].uses_k if name in ESTIMATORS else True
+
+
+def method_entries(algos: Iterable[str], estimators: Mapping) -> dict:
+    """The manifest's ``methods`` block for these algo components: one entry per algo that is a plugin estimator
+    (spec.origin != "builtin") or carries hyperparameters; {} when there is none (the block is then left out).
+    estimators: the registry (name -> EstimatorSpec)."""
+    out = {}
+    for algo in dict.fromkeys(algos):
+        name, hp = split_algo(algo)
+        spec = estimators.get(name)
+        if spec is None or (spec.origin == "builtin" and not hp):
+            continue
+        out[algo] = {"estimator": name, "hyperparameters": hp, "uses_k": bool(spec.uses_k),
+                     "unbiased": bool(spec.unbiased), "binary_only": bool(spec.binary_only), "origin": spec.origin,
+                     "description": spec.description}
+    return out
+
+
+def manifest_methods(manifest: Mapping) -> dict:
+    """The ``methods`` block of a manifest ({} when absent)."""
+    return dict(manifest.get("methods") or {})
 
 
 def _as_list(v) -> list:
@@ -47,9 +77,10 @@ def _as_list(v) -> list:
 
 
 def build_manifest(families: Mapping[str, Mapping], per_family: Mapping[str, Iterable[Cell]], *,
-                   contamination_benchmarks: Iterable[str] = ()) -> dict:
+                   contamination_benchmarks: Iterable[str] = (), estimators: Mapping | None = None) -> dict:
     """The manifest dict (layout in the module docstring) from the config's ``families`` block and its expansion
-    ``per_family`` (rspo_core.cells.family_cells: family -> cells, base cells included)."""
+    ``per_family`` (rspo_core.cells.family_cells: family -> cells, base cells included); ``estimators`` (the
+    registry, plugins loaded) gives the ``methods`` block."""
     per_family = {name: list(cells) for name, cells in per_family.items()}
     fams = {}
     for name, cells in per_family.items():
@@ -58,13 +89,18 @@ def build_manifest(families: Mapping[str, Mapping], per_family: Mapping[str, Ite
                       "benchmarks": _as_list(spec.get("benchmarks", [])),
                       "models": list(dict.fromkeys(c.model for c in cells)),
                       "cells": [c.columns() for c in cells]}
-    return {
+    manifest = {
         "version": MANIFEST_VERSION,
         "families": fams,
         "trained": [c.path for c in unique_cells(per_family, trained_only=True)],
         "evaluated": {c.path: b for c, b in eval_targets(families, per_family).items()},
         "contamination": {"benchmarks": _as_list(contamination_benchmarks)},
     }
+    methods = method_entries((c.algo for cells in per_family.values() for c in cells if not c.is_base),
+                             estimators or {})
+    if methods:
+        manifest["methods"] = methods
+    return manifest
 
 
 def manifest_for_config(config: Mapping, *, uses_k=registry_uses_k) -> dict:
@@ -72,8 +108,12 @@ def manifest_for_config(config: Mapping, *, uses_k=registry_uses_k) -> dict:
     families = config.get("families") if isinstance(config, Mapping) else None
     if not isinstance(families, Mapping) or not families:
         raise ValueError("config has no 'families' mapping; expected family name -> {grid, benchmarks, ...}")
+    from rspo_patch.estimators import ESTIMATORS, load_plugins
+
+    load_plugins(config.get("plugins") or [])
     return build_manifest(families, family_cells(families, uses_k=uses_k),
-                          contamination_benchmarks=(config.get("contamination") or {}).get("benchmarks", []))
+                          contamination_benchmarks=(config.get("contamination") or {}).get("benchmarks", []),
+                          estimators=ESTIMATORS)
 
 
 def write_manifest(manifest: Mapping, path: Path) -> Path:

@@ -14,6 +14,12 @@ A *family* is one experiment of the paper (main, n-scaling, max@k, ...). It name
       benchmarks: [arithmetic]
       base: true             # also evaluate each model before training (the cell algo~base/k~1/n~1/reward~pass/seed~0)
 
+A grid entry (or the family) may set estimator hyperparameters with ``hp``, each value a scalar or a list (the product
+is taken like the other keys): ``{algo: rs_grpo, hp: {beta: [1.0, 4.0]}}``. They are part of the method, written into
+the algo component: ``algo~rs_grpo+beta=4.0`` (names sorted; :func:`algo_key` / :func:`split_algo`), so two settings
+are two cells, two lines in the figures and two methods in the tables. Without ``hp`` the algo component is the
+estimator's name alone, as before.
+
 A *cell* is one training run; its readable path is ``model~M/algo~A/k~K/n~N/reward~R/seed~S``. A k schedule other
 than ``constant`` (k annealing, DESIGN.md ``k_schedule``) is written into the k component: ``k~8-linear`` = start at
 k=8, linear schedule. Estimators that ignore k (``pg``, ``grpo``, ``rs_grpo``: ``uses_k`` False in the registry) are
@@ -35,7 +41,11 @@ from rspo_core.schedules import K_SCHEDULES  # noqa: F401  (re-exported: the gra
 
 CELL_KEYS = ("model", "algo", "k", "n", "reward", "seed")
 GRID_KEYS = CELL_KEYS + ("k_schedule",)
+ENTRY_KEYS = GRID_KEYS + ("hp",)  # what a grid entry (or the family level) may set
 BASE_ALGO = "base"
+HP_SEP = "+"  # algo~NAME+key=value+key=value
+_HP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_HP_STR = re.compile(r"^[A-Za-z0-9_.-]+$")
 # a cell's columns in the tidy tables (analysis.aggregate): ``train_k`` is the cell's k, kept apart from the
 # evaluation k of pass@k
 TABLE_COLUMNS = ("cell", "model", "algo", "train_k", "k_schedule", "n", "reward", "seed")
@@ -70,6 +80,16 @@ class Cell:
     def is_base(self) -> bool:
         return self.algo == BASE_ALGO
 
+    @property
+    def estimator(self) -> str:
+        """The estimator's registry name: the algo component without its hyperparameters."""
+        return split_algo(self.algo)[0]
+
+    @property
+    def hyperparameters(self) -> dict[str, str]:
+        """The hyperparameters written into the algo component, name -> value as written (``{}`` for none)."""
+        return split_algo(self.algo)[1]
+
     def as_dict(self) -> dict:
         """JSON-serialisable dict of the cell's fields plus its path."""
         return {**{key: getattr(self, key) for key in GRID_KEYS}, "path": self.path}
@@ -93,6 +113,43 @@ def parse_cell(path: str) -> Cell:
     )
 
 
+def format_hp_value(value) -> str:
+    """A hyperparameter value as written in a cell path: true/false, an int, a float's repr, or a plain word.
+
+    ValueError for other types or for a string with characters outside [A-Za-z0-9_.-]."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, str) and _HP_STR.match(value):
+        return value
+    raise ValueError(f"hyperparameter value {value!r} must be a number, true/false or a word of [A-Za-z0-9_.-]")
+
+
+def algo_key(name: str, hyperparameters: Mapping | None = None) -> str:
+    """The algo component of a cell path: ``name`` alone, or ``name+a=1+b=0.5`` (names sorted). Inverse: split_algo."""
+    hp = dict(hyperparameters or {})
+    for key in hp:
+        if not isinstance(key, str) or not _HP_NAME.match(key):
+            raise ValueError(f"hyperparameter name {key!r} must be an identifier")
+    return HP_SEP.join([str(name), *(f"{k}={format_hp_value(hp[k])}" for k in sorted(hp))])
+
+
+def split_algo(algo: str) -> tuple[str, dict[str, str]]:
+    """``"rs_grpo+beta=4.0"`` -> ``("rs_grpo", {"beta": "4.0"})``; ``"pg"`` -> ``("pg", {})``. ValueError if a part
+    after the name is not key=value."""
+    name, *parts = str(algo).split(HP_SEP)
+    hp = {}
+    for part in parts:
+        key, sep, value = part.partition("=")
+        if not sep or not _HP_NAME.match(key) or not value:
+            raise ValueError(f"algo {algo!r}: {part!r} is not key=value (expected NAME+key=value+...)")
+        hp[key] = value
+    return name, hp
+
+
 def base_cell(model: str) -> Cell:
     """The untrained model as a cell: ``model~M/algo~base/k~1/n~1/reward~pass/seed~0``."""
     return Cell(model=model, algo=BASE_ALGO, k=1, n=1, reward="pass", seed=0)
@@ -105,39 +162,51 @@ def _as_list(value) -> list:
 def expand_family(name: str, family: Mapping, *, uses_k: Callable[[str], bool]) -> list[Cell]:
     """Cells of one family, in grid order, without duplicates (base cells not included).
 
-    Each grid entry is merged over the family-level defaults (keys of GRID_KEYS); every value may be a scalar or a
-    list and the cartesian product is taken. Missing k -> 1, missing k_schedule -> "constant". Raises ValueError
-    naming the family for a missing key, an unknown key or a non-integer k/n/seed.
+    Each grid entry is merged over the family-level defaults (keys of ENTRY_KEYS); every value may be a scalar or a
+    list and the cartesian product is taken, over each ``hp`` value too. Missing k -> 1, missing k_schedule ->
+    "constant". Raises ValueError naming the family for a missing key, an unknown key or a non-integer k/n/seed.
     """
     grid = family.get("grid")
     if not grid:
         raise ValueError(f"family {name!r}: 'grid' is missing or empty; expected a list of sub-grids")
-    defaults = {key: family[key] for key in GRID_KEYS if key in family}
+    defaults = {key: family[key] for key in ENTRY_KEYS if key in family}
     cells: list[Cell] = []
     seen: set[Cell] = set()
     for i, entry in enumerate(grid):
-        unknown = set(entry) - set(GRID_KEYS)
+        unknown = set(entry) - set(ENTRY_KEYS)
         if unknown:
             raise ValueError(f"family {name!r}, grid entry {i}: unknown key(s) {sorted(unknown)}; "
-                             f"expected some of {', '.join(GRID_KEYS)}")
+                             f"expected some of {', '.join(ENTRY_KEYS)}")
         merged = {"k": 1, "k_schedule": "constant", **defaults, **entry}
         missing = [key for key in CELL_KEYS if key not in merged]
         if missing:
             raise ValueError(f"family {name!r}, grid entry {i}: missing {', '.join(missing)} "
                              f"(set it in the entry or at family level)")
-        axes = [_as_list(merged[key]) for key in GRID_KEYS]
+        hp = merged.get("hp") or {}
+        if not isinstance(hp, Mapping):
+            raise ValueError(f"family {name!r}, grid entry {i}: hp must map hyperparameter names to values, "
+                             f"got {hp!r}")
+        hp_names = sorted(hp)
+        axes = [_as_list(merged[key]) for key in GRID_KEYS] + [_as_list(hp[h]) for h in hp_names]
         for values in itertools.product(*axes):
             v = dict(zip(GRID_KEYS, values))
             for key in ("k", "n", "seed"):
                 if isinstance(v[key], bool) or not isinstance(v[key], int):
                     raise ValueError(f"family {name!r}, grid entry {i}: {key}={v[key]!r} is not an integer")
             algo = str(v["algo"])
+            if HP_SEP in algo:
+                raise ValueError(f"family {name!r}, grid entry {i}: algo {algo!r}: set hyperparameters with the "
+                                 f"'hp' key, e.g. {{algo: {algo.split(HP_SEP)[0]}, hp: {{name: value}}}}")
             if algo == BASE_ALGO:
                 raise ValueError(f"family {name!r}, grid entry {i}: algo 'base' is not trained; "
                                  f"set 'base: true' on the family instead")
             k, sched = v["k"], str(v["k_schedule"])
             if not uses_k(algo):  # pg, grpo, rs_grpo: k has no effect -> one cell whatever k the config says
                 k, sched = 1, "constant"
+            try:
+                algo = algo_key(algo, dict(zip(hp_names, values[len(GRID_KEYS):])))
+            except ValueError as e:
+                raise ValueError(f"family {name!r}, grid entry {i}: {e}") from None
             cell = Cell(model=str(v["model"]), algo=algo, k=k, n=v["n"], reward=str(v["reward"]), seed=v["seed"],
                         k_schedule=sched)
             if cell not in seen:

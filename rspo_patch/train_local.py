@@ -99,8 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--n", type=int, default=8, help="responses sampled per prompt")
     g.add_argument("--reward", default="pass", choices=REWARD_KINDS, help="pass: 0/1; max: length-penalised")
     g.add_argument("--k-schedule", default="constant", help="constant|linear|cosine (k goes from --k down to 1)")
-    g.add_argument("--estimator-hp", action="append", default=[], metavar="KEY=VALUE",
-                   help="estimator hyperparameter, e.g. eps=1e-6 for grpo, beta=2 for rs_grpo (repeatable)")
+    g.add_argument("--estimator-hp", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="estimator hyperparameter(s), e.g. eps=1e-6 for grpo, beta=2 for rs_grpo (repeatable)")
+    g.add_argument("--plugin", action="extend", nargs="+", default=[], metavar="MODULE_OR_FILE",
+                   help="load a users' estimator plugin first (rspo_patch.estimators.plugins; repeatable); installed "
+                        "entry points (group rspo_bench.estimators) are loaded anyway")
+    g.add_argument("--estimator-source", default=None, metavar="SHA256",
+                   help="expected SHA-256 of the plugin estimator's source (the workflow's fingerprint): refuse to "
+                        "train if the plugin changed after the job was planned")
     g = ap.add_argument_group("Sampling")
     g.add_argument("--prompts-per-step", type=int, default=32, help="P: prompts per step (sampled without replacement)")
     g.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (full distribution)")
@@ -153,8 +159,9 @@ def check_argv(argv: list[str]) -> None:
 def check_settings(a: argparse.Namespace) -> dict:
     """Check every setting except the paths; return the estimator hyperparameters. ValueError on bad input."""
     from rspo_core.prompts import TEMPLATES
-    from rspo_patch.estimators import check_estimator_args
+    from rspo_patch.estimators import check_estimator_args, load_plugins
 
+    load_plugins(getattr(a, "plugin", None) or [])  # PluginError (a ValueError): one line naming the plugin
     if a.template not in TEMPLATES:
         raise ValueError(f"--template {a.template!r}; expected one of {', '.join(TEMPLATES)}")
     positive = dict(n=a.n, k=a.k, prompts_per_step=a.prompts_per_step, max_new_tokens=a.max_new_tokens, steps=a.steps,
@@ -181,7 +188,34 @@ def check_settings(a: argparse.Namespace) -> dict:
         raise ValueError(f"--grade-timeout must be a positive number of seconds, got {a.grade_timeout}")
     hp = parse_hp(a.estimator_hp)
     check_estimator_args(a.estimator, n=a.n, k=a.k, binary_rewards=(a.reward == "pass"), k_schedule=a.k_schedule, **hp)
+    check_estimator_source(a.estimator, a.estimator_source)
     return hp
+
+
+def check_estimator_source(name: str, expected: str | None) -> None:
+    """ValueError if ``expected`` is given and the loaded estimator's source digest (plugins: source_sha256) differs."""
+    from rspo_patch.estimators import get_estimator
+
+    actual = get_estimator(name).source_sha256
+    if expected is not None and expected != (actual or ""):
+        raise ValueError(f"--estimator-source {expected[:12]}...: estimator {name!r} ({get_estimator(name).origin}) "
+                         f"now has source {str(actual)[:12]}...; the plugin changed after the job was planned: rerun "
+                         f"the workflow")
+
+
+def run_config(a: argparse.Namespace, hp: dict) -> dict:
+    """The settings saved with checkpoints and outputs: the flags, the parsed hyperparameters, and for a plugin
+    estimator its source digest (a changed plugin never resumes a checkpoint of the old one). The plugin flags are
+    left out for built-in estimators, so their config is the one the trainer wrote before plugins existed."""
+    from rspo_patch.estimators import get_estimator
+
+    config = {**vars(a), "estimator_hp": hp}
+    config.pop("plugin")
+    config.pop("estimator_source")
+    source = get_estimator(a.estimator).source_sha256
+    if source is not None:
+        config["estimator_source"] = source
+    return config
 
 
 def default_ckpt_dir(out: str) -> str:
@@ -418,7 +452,7 @@ def train(argv: list[str] | None = None) -> dict:
     hp = validate_args(a)
     if a.threads > 0:
         torch.set_num_threads(a.threads)
-    config = {**vars(a), "estimator_hp": hp}
+    config = run_config(a, hp)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from rspo_core.prompts import adds_special_tokens, format_prompt

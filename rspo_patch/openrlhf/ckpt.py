@@ -63,7 +63,10 @@ ZERO_SHARD = re.compile(r"^(?:bf16_)?zero_pp_rank_(\d+)_mp_rank_00_optim_states\
 #: are replaced by the content hashes of what they name
 NOT_FINGERPRINTED_PREFIXES = ("ckpt.", "logger.")
 NOT_FINGERPRINTED = ("rspo.ray_temp_dir", "actor.model_name_or_path", "data.prompt_dataset", "reward.remote_url",
-                     "local_rank")
+                     "local_rank", "rspo.plugin")
+#: settings fingerprinted only when set: a plugin estimator's source digest (finalize_args; None for built-ins, whose
+#: fingerprints stay those of checkpoints written before plugins existed)
+FINGERPRINTED_WHEN_SET = ("rspo.estimator_source",)
 #: the reward file's environment (rspo_patch/openrlhf/reward_func.py)
 REWARD_ENV = ("RSPO_REWARD", "RSPO_MAX_NEW_TOKENS", "RSPO_GRADE_FALLBACK", "RSPO_GRADE_TIMEOUT")
 
@@ -95,7 +98,8 @@ def run_fingerprint(ns, environ) -> dict:
     ``NOT_FINGERPRINTED*``), the reward environment, and the content hashes of the base model, the prompt data and
     the reward file (paths may move; contents may not)."""
     settings = {key: value for key, value in sorted(vars(ns).items())
-                if key not in NOT_FINGERPRINTED and not key.startswith(NOT_FINGERPRINTED_PREFIXES)}
+                if key not in NOT_FINGERPRINTED and not key.startswith(NOT_FINGERPRINTED_PREFIXES)
+                and not (key in FINGERPRINTED_WHEN_SET and value is None)}
     return {
         "settings": json.loads(json.dumps(settings, default=repr)),
         "reward_env": {key: environ.get(key) for key in REWARD_ENV},

@@ -71,16 +71,27 @@ from openrlhf.models.utils import compute_reward  # noqa: E402
 from openrlhf.trainer.ppo_utils.experience_maker import RemoteExperienceMaker  # noqa: E402
 from openrlhf.trainer.ppo_utils.length_penalty import apply_length_penalties  # noqa: E402
 
-from rspo_patch.estimators import ESTIMATORS, K_SCHEDULES, get_estimator, k_schedule  # noqa: E402
+from rspo_patch.estimators import (  # noqa: E402
+    ESTIMATORS,
+    K_SCHEDULES,
+    RESERVED_NAMES,
+    get_estimator,
+    k_schedule,
+    load_plugins,
+)
 
 logger = logging.getLogger(__name__)
+
+# users' estimators in this process (a Ray actor, or the launcher): installed entry points and the plugins the launcher
+# exported in RSPO_BENCH_PLUGINS (rspo_patch.openrlhf.launch.load_argv_plugins); nothing without plugins
+load_plugins()
 
 #: Advantage estimators OpenRLHF 0.11.2 implements itself (``--algo.advantage.estimator`` choices).
 BUILTIN_ESTIMATORS = ("gae", "reinforce", "rloo", "reinforce_baseline", "group_norm", "dr_grpo", "flash_reinforce")
 
-_CLASH = set(BUILTIN_ESTIMATORS) & set(ESTIMATORS)
-if _CLASH:  # pragma: no cover - guards a future registry edit
-    raise RuntimeError(f"registry estimator names clash with OpenRLHF built-ins: {sorted(_CLASH)}")
+_UNRESERVED = set(BUILTIN_ESTIMATORS) - RESERVED_NAMES
+if _UNRESERVED:  # pragma: no cover - guards a future edit: the registry refuses these names, plugins' included
+    raise RuntimeError(f"OpenRLHF built-ins missing from rspo_patch.estimators.RESERVED_NAMES: {sorted(_UNRESERVED)}")
 
 
 def is_registry_estimator(name: str) -> bool:

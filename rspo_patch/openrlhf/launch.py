@@ -9,6 +9,11 @@ Every OpenRLHF flag works as in ``python -m openrlhf.cli.train_ppo_ray``; in add
                                     required for non-constant schedules with --train.async_enable)
   --rspo.drop_zero_weight           remove exactly-zero-weight responses from the actor's update (experience.py)
   --rspo.hp KEY=VALUE ...           estimator hyperparameters (e.g. beta=2 for rs_grpo)
+  --rspo.plugin MODULE_OR_FILE ...  users' estimator plugins (rspo_patch.estimators.plugins), loaded before parsing, so
+                                    their names are --algo.advantage.estimator choices; exported to every Ray worker
+                                    (RSPO_BENCH_PLUGINS, PYTHONPATH for modules that are not installed)
+  --rspo.estimator_source SHA256    refuse to start if the plugin estimator's source digest differs (the workflow's
+                                    fingerprint: an edited plugin never trains under the old plan)
   --rspo.max_abs_reward M           bound on |reward| used to size the default --reward.clip_range (default 1)
   --rspo.no_entropy_log             do not compute/log the policy entropy (saves the actor's entropy pass)
   --rspo.ray_temp_dir DIR           start a private local Ray: ray.init(address="local", _temp_dir=DIR) (Slurm jobs)
@@ -129,6 +134,10 @@ def build_parser_hook(parser: argparse.ArgumentParser) -> bool:
     group.add_argument("--rspo.drop_zero_weight", action="store_true", default=False,
                        help="remove exactly-zero-weight responses from the actor's update (no forward/backward)")
     group.add_argument("--rspo.hp", nargs="*", default=[], metavar="KEY=VALUE", help="estimator hyperparameters")
+    group.add_argument("--rspo.plugin", nargs="*", default=[], metavar="MODULE_OR_FILE",
+                       help="users' estimator plugins (loaded before parsing: see load_argv_plugins)")
+    group.add_argument("--rspo.estimator_source", default=None, metavar="SHA256",
+                       help="expected source digest of the plugin estimator")
     group.add_argument("--rspo.max_abs_reward", type=float, default=1.0,
                        help="bound on |reward| used to size the default --reward.clip_range")
     group.add_argument("--rspo.no_entropy_log", action="store_true", default=False,
@@ -242,6 +251,12 @@ def finalize_args(ns: argparse.Namespace, environ=None) -> argparse.Namespace:
     if spec.uses_k and k > n:
         raise ValueError(f"--rspo.k {k} exceeds --rollout.n_samples_per_prompt {n}: k responses are drawn from n")
     hp = parse_hyperparameters(_get(ns, "rspo.hp"))
+    expected, actual = _get(ns, "rspo.estimator_source"), spec.source_sha256
+    if expected is not None and expected != (actual or ""):
+        raise ValueError(f"--rspo.estimator_source {expected[:12]}...: estimator {name!r} ({spec.origin}) now has "
+                         f"source {str(actual)[:12]}...; the plugin changed after the job was planned: rerun the "
+                         f"workflow")
+    setattr(ns, "rspo.estimator_source", actual)  # None for a built-in; fingerprinted only when set (ckpt.py)
     schedule = _get(ns, "rspo.k_schedule", "constant")
     check_estimator_args(name, n=n, k=k, binary_rewards=infer_binary_rewards(ns, environ), k_schedule=schedule, **hp)
     steps = _get(ns, "rspo.schedule_steps")
@@ -307,6 +322,30 @@ def _run_cli(argv: list[str]) -> None:
         sys.argv = saved
 
 
+def load_argv_plugins(argv: list[str]) -> list:
+    """Load the plugins named by ``--rspo.plugin`` in ``argv`` (and installed entry points, and RSPO_BENCH_PLUGINS)
+    before OpenRLHF's parser is built: their names must be --algo.advantage.estimator choices. Exports them to this
+    process's environment, which Ray's workers inherit (ray.init starts the local cluster from this process):
+    RSPO_BENCH_PLUGINS, read by experience.py on import in each actor, and PYTHONPATH for module plugins that are not
+    installed. A plugin that fails: SystemExit with its one line, before Ray or any model starts."""
+    from rspo_patch.estimators.plugins import PLUGINS_ENV, PluginError, exported, import_dirs, load_plugins
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--rspo.plugin", nargs="*", default=[])
+    specs = getattr(pre.parse_known_args(argv)[0], "rspo.plugin") or []
+    try:
+        plugins = load_plugins(specs)
+    except PluginError as err:
+        raise SystemExit(f"rspo_patch.openrlhf.launch: error: {err}") from None
+    value = exported(plugins)
+    if value:
+        os.environ[PLUGINS_ENV] = value
+    dirs = import_dirs(plugins)
+    if dirs:
+        os.environ["PYTHONPATH"] = os.pathsep.join([*dirs, *filter(None, [os.environ.get("PYTHONPATH")])])
+    return plugins
+
+
 def parse_args(argv: list[str], hierarchical: bool = False):
     """Parse ``argv`` with OpenRLHF's real PPO parser, extended and validated; start nothing.
 
@@ -315,6 +354,7 @@ def parse_args(argv: list[str], hierarchical: bool = False):
     Bad flags exit with argparse's status 2 (SystemExit), as the real CLI would.
     """
     check_openrlhf_version()
+    load_argv_plugins(list(argv))
 
     def stop(ns):
         raise _ParsedOnly(ns)
@@ -420,6 +460,7 @@ def ray_init_kwargs(ns, environ=None) -> dict:
     env["RSPO_TOKENIZER"] = tokenizer
     for key in ("RSPO_GRADE_FALLBACK", "RSPO_GRADE_TIMEOUT"):  # the config's grader block (set by the train rule)
         env[key] = environ.get(key, "")
+    env["RSPO_BENCH_PLUGINS"] = environ.get("RSPO_BENCH_PLUGINS", "")  # users' estimators (load_argv_plugins)
     env = {key: value for key, value in env.items() if value != ""}
     runtime_env: dict = {"env_vars": env}
     if _get(ns, "train.async_enable") and _get(ns, ESTIMATOR_DEST) is not None:
@@ -535,6 +576,7 @@ def main(argv: list[str] | None = None) -> None:
     """Run OpenRLHF's PPO CLI with the RSPO extensions (see the module docstring)."""
     check_openrlhf_version()
     argv = sys.argv[1:] if argv is None else list(argv)
+    load_argv_plugins(argv)
     with patched_parse_args(after_parse=_prepare_run):
         _run_cli(argv)
 

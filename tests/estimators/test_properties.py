@@ -324,8 +324,13 @@ def test_registry_rejects_a_second_function_under_a_taken_name():
 
     with pytest.raises(ValueError, match="already registered"):
         register_estimator("pg", unbiased=False, description="dup")(lambda r, *, k: r)
-    with pytest.raises(ValueError):
-        register_estimator("not_a_name", unbiased=False, description="x")
+    # plugins register plain names, but only ones that fit a cell path and mean one method in every trainer
+    with pytest.raises(ValueError, match="not valid"):
+        register_estimator("Not-A-Name", unbiased=False, description="x")
+    with pytest.raises(ValueError, match="reserved"):
+        register_estimator("rloo", unbiased=False, description="x")  # OpenRLHF's own rloo
+    with pytest.raises(ValueError, match="reserved"):
+        register_estimator("base", unbiased=False, description="x")  # the cell grammar's untrained model
 
 
 def test_k_schedule():

@@ -6,6 +6,7 @@ import importlib.util
 import json
 import logging
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -421,3 +422,53 @@ def test_base_models_table_reports_each_start(base_model, tmp_path):
     assert (row["expect_low"], row["expect_high"], row["in_expected_range"]) == (0.0, 1.0, True)
     with pytest.raises(SystemExit):
         main(["--models", str(tmp_path), "--out", str(tmp_path / "x.csv")])
+
+
+PLUGIN = '''
+from rspo_patch.estimators import register_estimator
+
+
+@register_estimator("challenger", unbiased=False, min_n=2, hyperparameters={"alpha": 0.5},
+                    description="test plugin: alpha * (R - mean)")
+def challenger(rewards, *, k, alpha):
+    return alpha * (rewards - rewards.mean(dim=1, keepdim=True))
+'''
+
+
+def _train_cli(args, cwd):
+    """The trainer as the workflow's job runs it: a fresh process (a plugin registered here would stay in this one)."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "rspo_patch.train_local", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
+
+
+def test_a_plugin_estimator_trains_and_its_checkpoint_is_tied_to_its_source(base_model, data, tmp_path):
+    """--plugin FILE trains with the plugin's weights (hyperparameter included); an edited plugin does not resume the
+    old plugin's checkpoint, and --estimator-source refuses a plugin that changed since the job was planned."""
+    import hashlib
+
+    model, _ = base_model
+    plugin = tmp_path / "challenger.py"
+    plugin.write_text(PLUGIN)
+    out = tmp_path / "run"
+    args = _rl_args(model, data, out, "--estimator", "challenger", "--plugin", "challenger.py", "--estimator-hp",
+                    "alpha=2.0", "--steps", "2", "--ckpt-every", "1")
+    first = _train_cli(args, tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    cfg = json.loads((out / "train_config.json").read_text())
+    digest = hashlib.sha256(b"challenger.py\0" + plugin.read_bytes() + b"\0").hexdigest()
+    assert cfg["estimator"] == "challenger" and cfg["estimator_hp"] == {"alpha": 2.0}
+    assert cfg["estimator_source"] == digest and "plugin" not in cfg
+    rows = [json.loads(x) for x in open(out / "train_log.jsonl")]
+    assert [r["step"] for r in rows] == [1, 2] and all(abs(r["weight_mean"]) < 1e-9 for r in rows)  # centred
+
+    plugin.write_text(PLUGIN.replace("alpha * (", "alpha * 2 * ("))
+    refused = _train_cli([*args, "--estimator-source", digest], tmp_path)
+    assert refused.returncode != 0 and "the plugin changed after the job was planned" in refused.stderr, \
+        refused.stderr[-2000:]
+    again = _train_cli([*args, "--steps", "3"], tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "setting 'estimator_source'" in again.stderr and "resumed from" not in again.stderr, again.stderr[-3000:]
+    assert _log_steps(out) == [1, 2, 3]

@@ -124,3 +124,23 @@ def test_cli_args_formats_flags():
                         "none": None, "actor.adam.lr": 3e-6, "template": "a b"})
     assert flags == "--lr 0.0001 --prompts-per-step 32 --tiers 1 2 --bf16 --actor.adam.lr 3e-06 --template 'a b'"
     assert C.cli_args(None) == ""
+
+
+def test_hyperparameters_are_written_into_the_algo_component_and_read_back():
+    from rspo_core.cells import algo_key, expand_family, parse_cell, split_algo
+
+    fam = {"model": "tiny", "n": 8, "reward": "pass", "seed": 0,
+           "grid": [{"algo": "rs_grpo", "hp": {"beta": [1.0, 4], "flag": True}}, {"algo": "rs_grpo"}]}
+    cells = expand_family("f", fam, uses_k=lambda a: a != "rs_grpo")
+    assert [c.algo for c in cells] == ["rs_grpo+beta=1.0+flag=true", "rs_grpo+beta=4+flag=true", "rs_grpo"]
+    for c in cells:
+        assert parse_cell(c.path) == c and c.estimator == "rs_grpo" and c.k == 1
+    assert cells[0].hyperparameters == {"beta": "1.0", "flag": "true"}
+    assert algo_key("x", {"b": 0.5, "a": 1e-06}) == "x+a=1e-06+b=0.5"  # names sorted, floats as repr
+    assert split_algo("pg") == ("pg", {})
+    with pytest.raises(ValueError, match="is not key=value"):
+        split_algo("x+beta")
+    with pytest.raises(ValueError, match="set hyperparameters with the 'hp' key"):
+        expand_family("f", {**fam, "grid": [{"algo": "rs_grpo+beta=2"}]}, uses_k=lambda a: True)
+    with pytest.raises(ValueError, match="must be a number, true/false or a word"):
+        expand_family("f", {**fam, "grid": [{"algo": "rs_grpo", "hp": {"beta": "a b"}}]}, uses_k=lambda a: True)

@@ -16,7 +16,8 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 
 from analysis.arithmetic import SYNTHETIC_BENCHMARKS  # made by the arithmetic rule (not in BENCHMARKS)
-from rspo_core.cells import BASE_ALGO, K_SCHEDULES, Cell, expand_family, family_models
+from rspo_core.cells import BASE_ALGO, K_SCHEDULES, Cell, expand_family, family_models, split_algo
+from rspo_core.hparams import parse_value
 from rspo_core.rewards import REWARD_KINDS
 
 
@@ -89,7 +90,7 @@ def check_config(
         _fail("families", "no experiment family is declared")
 
     def uses_k(algo: str) -> bool:
-        spec = estimators.get(algo)
+        spec = estimators.get(split_algo(algo)[0])
         return True if spec is None else bool(getattr(spec, "uses_k", True))
 
     for fam_name, fam in families.items():
@@ -115,8 +116,13 @@ def _check_cell(fam_name: str, cell: Cell, estimators: Mapping, check_estimator_
     where = f"family {fam_name!r}, cell {cell.path}"
     if cell.algo == BASE_ALGO:
         return
-    if cell.algo not in estimators:
-        _fail(where, f"unknown algorithm (estimator) {cell.algo!r}; expected one of {', '.join(sorted(estimators))}")
+    name = cell.estimator
+    if name not in estimators:
+        plugins = sorted(n for n, s in estimators.items() if getattr(s, "origin", "builtin") != "builtin")
+        _fail(where, f"unknown algorithm (estimator) {name!r}; expected one of {', '.join(sorted(estimators))}"
+                     + (f" (from plugins: {', '.join(plugins)})" if plugins else " (no plugin is loaded: config "
+                        "'plugins' lists users' estimators)"))
+    hp = cell_hyperparameters(cell, estimators[name], where)
     if cell.reward not in REWARD_KINDS:
         _fail(where, f"unknown reward {cell.reward!r}; expected one of {', '.join(REWARD_KINDS)}")
     if cell.k_schedule not in K_SCHEDULES:
@@ -124,10 +130,33 @@ def _check_cell(fam_name: str, cell: Cell, estimators: Mapping, check_estimator_
     if cell.k < 1:
         _fail(where, f"k={cell.k} must be >= 1")
     try:
-        check_estimator_args(cell.algo, n=cell.n, k=cell.k, binary_rewards=(cell.reward == "pass"),
-                             k_schedule=cell.k_schedule)
+        check_estimator_args(name, n=cell.n, k=cell.k, binary_rewards=(cell.reward == "pass"),
+                             k_schedule=cell.k_schedule, **hp)
     except ValueError as e:
         _fail(where, " ".join(str(e).split()))  # one line, whatever the registry's message looks like
+
+
+def cell_hyperparameters(cell: Cell, spec, where: str = "cell") -> dict:
+    """The hyperparameters of a cell's algo component, typed (rspo_core.hparams.parse_value; a word stays a string)
+    and checked against the estimator's declared defaults: an unknown name or a value of another kind than the
+    default (true/false for a bool, a number for a number) is a ConfigError naming both."""
+    declared = dict(getattr(spec, "hyperparameters", {}) or {})
+    out = {}
+    for key, raw in cell.hyperparameters.items():
+        if key not in declared:
+            allowed = ", ".join(sorted(declared)) or "none"
+            _fail(where, f"{cell.estimator}: unknown hyperparameter {key!r}; allowed: {allowed}")
+        try:
+            value = parse_value(raw)
+        except ValueError:
+            value = raw
+        default = declared[key]
+        if isinstance(default, bool) != isinstance(value, bool) or \
+                (isinstance(default, (int, float)) and not isinstance(value, (int, float))):
+            _fail(where, f"{cell.estimator}: hyperparameter {key}={raw!r} is not of the kind of its default "
+                         f"{default!r}")
+        out[key] = value
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ rule effective_config:
         f"{LOGS}/effective_config.log",
     params:
         config=config,
-        manifest=build_manifest(FAMILIES, PER_FAMILY, contamination_benchmarks=CONTAM_BENCHES),
+        manifest=build_manifest(FAMILIES, PER_FAMILY, contamination_benchmarks=CONTAM_BENCHES, estimators=ESTIMATORS),
     localrule: True
     run:
         import yaml

@@ -47,7 +47,15 @@ def gpu_wrapper(requests_gpus):
 
 
 from analysis.datasets import BENCHMARKS  # noqa: E402
-from rspo_patch.estimators import ESTIMATORS, check_estimator_args  # noqa: E402
+from rspo_patch.estimators import ESTIMATORS, PluginError, check_estimator_args, load_plugins  # noqa: E402
+from rspo_patch.estimators.plugins import plugin_of  # noqa: E402
+
+# users' estimators (config 'plugins', installed entry points): registered before the config check, so their names are
+# algos like the built-ins'; a plugin that fails to load stops the run here, in one line
+try:
+    PLUGINS = load_plugins(config.get("plugins") or [])
+except PluginError as e:
+    raise WorkflowError(f"config error: plugins: {e}") from None
 
 try:
     checks.check_config(
@@ -65,7 +73,24 @@ except checks.ConfigError as e:
 
 
 def _uses_k(algo):
-    return ESTIMATORS[algo].uses_k if algo in ESTIMATORS else True
+    name = C.split_algo(algo)[0]
+    return ESTIMATORS[name].uses_k if name in ESTIMATORS else True
+
+
+def estimator_flags(cell, *, hp_flag, plugin_flag, source_flag):
+    """A cell's estimator flags beyond its name: the hyperparameters of its algo component (KEY=VALUE list), and for a
+    plugin estimator the plugin to load and its source digest, which the trainer checks (a plugin edited after the
+    DAG was planned is refused) and which makes the digest part of the job's params: a changed plugin reruns its own
+    cells, nothing else. Empty for a built-in without hyperparameters: those commands are unchanged."""
+    flags = {}
+    if cell.hyperparameters:
+        flags[hp_flag] = [f"{k}={v}" for k, v in sorted(cell.hyperparameters.items())]
+    plugin = plugin_of(cell.estimator)
+    if plugin is not None:
+        if not plugin.spec.startswith("entry point "):  # entry points are found by every process itself
+            flags[plugin_flag] = [plugin.target]
+        flags[source_flag] = plugin.source_sha256
+    return flags
 
 
 R = config["results"].rstrip("/")  # results root

@@ -13,7 +13,8 @@ def _trainer_flags(wildcards):
     args = merged_args(TR.get("args"), spec.get("train_args"))
     if TR["trainer"] == "local":
         cell_args = {
-            "estimator": cell.algo,
+            "estimator": cell.estimator,
+            **estimator_flags(cell, hp_flag="estimator_hp", plugin_flag="plugin", source_flag="estimator_source"),
             "k": cell.k,
             "n": cell.n,
             "reward": cell.reward,
@@ -24,7 +25,8 @@ def _trainer_flags(wildcards):
         }
     else:  # openrlhf: dotted flags of OpenRLHF 0.11.2 plus the launcher's --rspo.* flags
         cell_args = {
-            "algo.advantage.estimator": cell.algo,
+            "algo.advantage.estimator": cell.estimator,
+            **estimator_flags(cell, hp_flag="rspo.hp", plugin_flag="rspo.plugin", source_flag="rspo.estimator_source"),
             "rspo.k": cell.k if _uses_k(cell.algo) else None,
             "rspo.k_schedule": cell.k_schedule if cell.k_schedule != "constant" else None,
             "rollout.n_samples_per_prompt": cell.n,

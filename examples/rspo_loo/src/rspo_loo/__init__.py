@@ -1,0 +1,1 @@
+"""rspo-loo: an example rspo-bench plugin (one estimator, ``rspo_pass_loo``, in :mod:`rspo_loo.estimators`)."""
