@@ -41,7 +41,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf  # a verl dependency
 from verl.trainer.ppo.core_algos import register_adv_est
 
-from rspo_patch.estimators import ESTIMATORS, get_estimator
+from rspo_patch.estimators import ESTIMATORS, get_estimator, load_plugins
 
 __all__ = ["PREFIX", "RSPO_KEYS", "rspo_settings", "group_positions", "block_permutation", "response_weights",
            "advantage_fn", "register_all", "REGISTERED"]
@@ -188,4 +188,5 @@ def register_all() -> list[str]:
     return [PREFIX + name for name in ESTIMATORS]
 
 
+load_plugins()  # users' estimators: installed entry points (rspo_bench.estimators) and RSPO_BENCH_PLUGINS
 REGISTERED = register_all()  # the verl names registered at import
