@@ -1,4 +1,6 @@
-"""The claims table: each claim C1-C10 of the paper's §5 judged on the tidy tables, by the rule of docs/claims.md.
+"""The claims table: each claim C1-C10 of the paper's §5 judged on the tidy tables, by the rule of docs/claims.md; then
+two rows U1, U2, ... per user's method (a plugin estimator or hyperparameters: the manifest's ``methods`` block) in
+each family that has it, against RSPO and against the baseline at equal k (none without a ``methods`` block).
 
     python -m analysis.claims --tables results/tables --cells results/cells.json --out results/tables/claims.csv \
         [--paired-out results/tables/paired.csv]
@@ -16,6 +18,9 @@ equivalence claim with margin EQUIV_MARGIN. The statistics (docs/claims.md has t
     C5              min(mean_k final entropy RSPO(k) - pg, RSPO(largest k) - RSPO(smallest k))
     C6              min(smallest n below every other n, largest n above every other n) in curve means
     C10             curve mean of grpo - that of pg, reproduced if the interval lies in [-margin, margin]
+    U rows          the C1 statistic with better = the method, worse = RSPO for the cells' reward (rspo_pass for
+                    pass, on Pass@k; rspo_max for max, on Max@k) or the baseline; a k-free method (manifest uses_k
+                    false) is held against the reference at each of its training ks
 
 Per seed, the terms (one per benchmark, model, reward, n, ... where defined) are averaged into d_s.
 """
@@ -27,15 +32,15 @@ import json
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from analysis.aggregate import METRIC_FILES, TRAIN_FILE, write_csv_atomic
-from analysis.manifest import LARGER_MODEL_FAMILIES, N_SCALING_FAMILIES, read_manifest
-from analysis.paired import paired_table
+from analysis.manifest import LARGER_MODEL_FAMILIES, N_SCALING_FAMILIES, manifest_methods, read_manifest
+from analysis.paired import RSPO_FOR_REWARD, paired_table
 from analysis.stats import constant_k, t_interval
 
 log = logging.getLogger("analysis.claims")
@@ -47,6 +52,7 @@ CLAIM_COLUMNS = ("claim", "text", "family", "statistic", "rule", "seeds", "per_s
                  "n_seeds", "verdict", "note")
 PASS = "pass@k"
 MAX = "max@k"
+REWARD_TABLE = {"pass": PASS, "max": MAX}  # the U rows judge a cell on the metric of its training reward
 
 Curves = dict  # (model, reward, bench) -> {(algo, train_k, n): {seed: {k: value}}}
 
@@ -137,17 +143,26 @@ def _collect(terms: dict) -> dict:
 # statistics: each takes (curves, base) or final entropies and returns {seed: d_s}
 
 
-def stat_above(curves: Curves, base: dict, *, better: str = "rspo_pass", worse: str = "baseline") -> dict:
-    """C1 (C7, C8, C9): curve mean of ``better`` at training k minus ``worse`` at the same (k, n), per seed."""
+def stat_above(curves: Curves, base: dict, *, better: str = "rspo_pass", worse: str | Mapping = "baseline",
+               every_k: bool = False) -> dict:
+    """C1 (C7, C8, C9, the U rows): curve mean of ``better`` at training k minus ``worse`` at the same (k, n), per seed.
+
+    worse: an algo, or reward -> algo (the U rows' RSPO: rspo_pass for pass, rspo_max for max). every_k: ``better``
+    ignores k (its cell trains at k 1) and is held against ``worse`` at each of worse's training ks at the same n."""
     terms = defaultdict(list)
-    for methods in curves.values():
+    for (model, reward, bench), methods in curves.items():
+        w = worse.get(reward) if isinstance(worse, Mapping) else worse
         for (algo, tk, n), by_seed in methods.items():
-            other = methods.get((worse, tk, n)) if algo == better else None
-            for seed, c in by_seed.items():
-                if other and seed in other:
-                    d = curve_mean_diff(c, other[seed])
-                    if d is not None:
-                        terms[seed].append(d)
+            if algo != better:
+                continue
+            others = ([s for (a, _, m), s in sorted(methods.items()) if a == w and m == n] if every_k
+                      else [methods.get((w, tk, n))])
+            for other in others:
+                for seed, c in by_seed.items():
+                    if other and seed in other:
+                        d = curve_mean_diff(c, other[seed])
+                        if d is not None:
+                            terms[seed].append(d)
     return _collect(terms)
 
 
@@ -320,31 +335,98 @@ def _stat(kind: str, fn: Callable, table: pd.DataFrame, cells: list[str], benche
     return fn(*metric_curves(table, cells, benches))
 
 
+def _judge(row: dict, name: str, planned: dict, stat: Callable[[], dict], equiv: float | None = None,
+           lacks: str | None = None) -> dict:
+    """row with its verdict: "not run" when the statistic is undefined on the planned cells (``planned``: its value
+    there), else the verdict of ``stat()`` over seeds; the note says why a row has no interval."""
+    if not planned:
+        row["note"] = lacks or f"family {name!r} lacks the cells this statistic needs (docs/claims.md)"
+        return row
+    per_seed = stat()
+    row.update(verdict(per_seed, equivalence=equiv))
+    if not per_seed:
+        row["note"] = f"family {name!r}: the planned cells have no rows in the tables yet"
+    elif len(per_seed) == 1:
+        row["note"] = "one seed: no interval"
+    return row
+
+
+def _row(cid: str, text: str, family: str, words: str, equiv: float | None = None) -> dict:
+    """A claims row before judging: verdict "not run", no statistic."""
+    return {"claim": cid, "text": text, "family": family, "statistic": words,
+            "rule": f"95% t-interval over seeds inside [-{equiv}, {equiv}]" if equiv else
+            "95% t-interval over seeds above 0", "seeds": "", "per_seed": "", "mean": np.nan,
+            "ci_low": np.nan, "ci_high": np.nan, "n_seeds": 0, "verdict": "not run", "note": ""}
+
+
 def claims_table(tables: dict[str, pd.DataFrame], manifest: dict) -> pd.DataFrame:
-    """One row per claim (columns CLAIM_COLUMNS). tables: {"pass@k": passk, "max@k": maxk, "entropy": train_curves}
-    (tidy frames of analysis.aggregate); manifest: results/cells.json (analysis.manifest)."""
+    """One row per claim (columns CLAIM_COLUMNS): C1-C10, then the U rows of the user's methods (method_claims).
+    tables: {"pass@k": passk, "max@k": maxk, "entropy": train_curves} (tidy frames of analysis.aggregate); manifest:
+    results/cells.json (analysis.manifest)."""
     rows = []
     for cid, text, names, kind, fn, words, equiv in CLAIMS:
         name, cells, benches = _family(manifest, cid, names)
-        row = {"claim": cid, "text": text, "family": name or " / ".join(names), "statistic": words,
-               "rule": f"95% t-interval over seeds inside [-{equiv}, {equiv}]" if equiv else
-               "95% t-interval over seeds above 0", "seeds": "", "per_seed": "", "mean": np.nan,
-               "ci_low": np.nan, "ci_high": np.nan, "n_seeds": 0, "verdict": "not run", "note": ""}
+        row = _row(cid, text, name or " / ".join(names), words, equiv)
         if name is None:
             row["note"] = f"the config has no family {' / '.join(names)}"
         elif kind != "entropy" and not benches:
             row["note"] = f"family {name!r}: no benchmarks for this claim (contamination.benchmarks is empty)"
-        elif not _stat(kind, fn, _planned(manifest, name, cells, benches, kind), cells, benches):
-            row["note"] = f"family {name!r} lacks the cells this statistic needs (docs/claims.md)"
         else:
-            per_seed = _stat(kind, fn, tables[kind], cells, benches)
-            row.update(verdict(per_seed, equivalence=equiv))
-            if not per_seed:
-                row["note"] = f"family {name!r}: the planned cells have no rows in the tables yet"
-            elif len(per_seed) == 1:
-                row["note"] = "one seed: no interval"
+            planned = _stat(kind, fn, _planned(manifest, name, cells, benches, kind), cells, benches)
+            _judge(row, name, planned, lambda: _stat(kind, fn, tables[kind], cells, benches), equiv)
         rows.append(row)
+    rows += method_claims(tables, manifest)
     return pd.DataFrame(rows, columns=list(CLAIM_COLUMNS))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the U rows: a user's method (plugin estimator, or hyperparameters) against RSPO and the baseline at equal k
+
+
+def _reward_curves(tables: dict[str, pd.DataFrame], fam_cells: list[dict], benches: list[str]) -> Curves:
+    """Curves of the family's cells, each from the table of its training reward (pass: Pass@k, max: Max@k)."""
+    curves: Curves = {}
+    for reward, kind in REWARD_TABLE.items():
+        cells = [c["cell"] for c in fam_cells if c["reward"] == reward]
+        if cells:
+            curves.update(metric_curves(tables[kind], cells, benches)[0])
+    return curves
+
+
+def method_claims(tables: dict[str, pd.DataFrame], manifest: dict) -> list[dict]:
+    """The U rows (docs/claims.md, "A user's method"): for each family (manifest order) and each algo of the
+    manifest's ``methods`` block among its cells (in the family's order), "<algo> above RSPO at equal k" (RSPO for
+    the cells' reward: rspo_pass, rspo_max) and "<algo> above the baseline at equal k": the C1 statistic with
+    better = algo, on the metric of the reward, numbered U1, U2, ...; none without a ``methods`` block."""
+    methods, rows = manifest_methods(manifest), []
+    for name, fam in ((manifest.get("families") or {}).items() if methods else ()):
+        cells, benches = [c["cell"] for c in fam["cells"]], list(fam["benchmarks"])
+        planned = _planned(manifest, name, cells, benches, PASS)
+        for algo in dict.fromkeys(c["algo"] for c in fam["cells"] if c["algo"] in methods):
+            every_k = not methods[algo].get("uses_k", True)
+            rewards = sorted({c["reward"] for c in fam["cells"] if c["algo"] == algo})
+            metric = " / ".join({"pass": "Pass@k", "max": "Max@k"}.get(r, r) for r in rewards)
+            for ref, who in (("rspo", "RSPO"), ("baseline", "the baseline")):
+                worse = RSPO_FOR_REWARD if ref == "rspo" else "baseline"
+                ref_names = " / ".join(RSPO_FOR_REWARD.get(r, r) for r in rewards) if ref == "rspo" else ref
+                at = (f"at each training k of {ref_names} (same n; {algo} ignores k)" if every_k
+                      else "at the same training k and n")
+                text = (f"{algo} above {who} at every training k ({algo} ignores k)" if every_k
+                        else f"{algo} above {who} at equal k")
+                row = _row(f"U{len(rows) + 1}", text, name, f"curve mean of {algo} minus {ref_names} {at}, {metric}")
+
+                def stat(t, algo=algo, worse=worse, every_k=every_k):
+                    return stat_above(_reward_curves(t, fam["cells"], benches), {}, better=algo, worse=worse,
+                                      every_k=every_k)
+
+                lacks = (f"family {name!r} lacks the cells this statistic needs: {ref_names} "
+                         f"{'at the same n as' if every_k else 'at the training k and n of'} {algo} (docs/claims.md)")
+                if not benches:
+                    row["note"] = f"family {name!r} has no benchmarks"
+                else:
+                    _judge(row, name, stat({PASS: planned, MAX: planned}), lambda: stat(tables), lacks=lacks)
+                rows.append(row)
+    return rows
 
 
 def read_tables(tables_dir: Path) -> dict[str, pd.DataFrame]:

@@ -14,7 +14,8 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.aggregate import CELL_COLUMNS, METRIC_COLUMNS, TRAIN_COLUMNS, TRAIN_FILE
-from analysis.manifest import read_manifest
+from analysis.figures.colors import use_methods
+from analysis.manifest import manifest_methods, read_manifest
 
 TABLE_FILES = {"passk": "passk.csv", "maxk": "maxk.csv", "train_curves": TRAIN_FILE}
 TABLE_COLUMNS = {
@@ -97,7 +98,9 @@ class FigureContext:
 
     @property
     def manifest(self) -> dict | None:
-        """results/cells.json (analysis.manifest layout), or None when no cells_path was given."""
+        """results/cells.json (analysis.manifest layout), or None when no cells_path was given. Every read also tells
+        the colour map the manifest's methods (colors.use_methods: a plugin's uses_k, the run's set of methods), so
+        a figure drawn from this context styles them from this manifest, whichever context was read before."""
 
         def load():
             if self.cells_path is None:
@@ -105,7 +108,9 @@ class FigureContext:
             path = Path(self.cells_path)
             return read_manifest(path), {str(path): {"sha256": sha256_file(path)}}
 
-        return self._cached("manifest", load)
+        data = self._cached("manifest", load)
+        use_methods(manifest_methods(data or {}))
+        return data
 
     def family(self, name: str) -> dict | None:
         """Manifest family ``name``: {description, benchmarks, models, cells: [dict with the tables' cell columns]}

@@ -7,24 +7,31 @@ methods (policy gradient, GRPO, the base model) are drawn at every x as their Pa
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pandas as pd
 
-from analysis.figures.colors import sort_key, style_for
-from analysis.figures.drawing import (BENCH_TITLES, annotate_missing, figure_legend, log2_k_axis, panel_grid,
-                                      placeholder)
+from analysis.figures.colors import label_for, sort_key, style_for, uses_k
+from analysis.figures.drawing import (BENCH_TITLES, annotate_missing, figure_legend, log2_k_axis, lone_panel_width,
+                                      panel_grid, placeholder)
 from analysis.figures.registry import register_figure
 from analysis.figures.selection import family_rows
-from analysis.manifest import registry_uses_k
 from analysis.stats import method_curves
+
+METHOD_KEYS = ["model", "algo", "k_schedule", "n", "reward"]  # one line per method, across training k
 
 
 def k_free(algo: str) -> bool:
-    """The base model and estimators whose weights ignore k (registry ``uses_k`` False: pg, grpo, grpo_passk,
-    rs_grpo)."""
-    return algo == "base" or not registry_uses_k(algo)
+    """The base model and estimators whose weights ignore k (``uses_k`` False: pg, grpo, grpo_passk, rs_grpo; a
+    plugin's from the manifest, colors.uses_k)."""
+    return algo == "base" or not uses_k(algo)
+
+
+def dodge_steps(n_methods: int) -> tuple[float, float]:
+    """(step, centre) of the x dodge 2 ** (step * (i - centre)) of a panel's i-th method: 0.06 log2 units from the
+    third method for up to 8 methods; more are squeezed into +-0.25 log2 units around their k (never near k/2, 2k)."""
+    if n_methods <= 8:
+        return 0.06, 2.0
+    return 0.5 / n_methods, (n_methods - 1) / 2
 
 
 def matched_points(curves: pd.DataFrame) -> pd.DataFrame:
@@ -54,7 +61,8 @@ def build(ctx):
         fig, axes = panel_grid(1, panel_w=3.3, panel_h=2.2)
         placeholder(axes[0], "no peer / main cells in the tables", missing)
         return fig, meta
-    fig, axes = panel_grid(len(benches))
+    n_lines = curves.groupby(METHOD_KEYS, dropna=False).ngroups
+    fig, axes = panel_grid(len(benches), panel_w=lone_panel_width(n_lines) if len(benches) == 1 else 2.1)
     trained_ks = sorted(set(int(k) for k in curves.loc[~curves["algo"].map(k_free).astype(bool), "train_k"]))
     for ax, bench in zip(axes, benches):
         ax.set_title(BENCH_TITLES.get(bench, bench))
@@ -63,8 +71,8 @@ def build(ctx):
             placeholder(ax, f"no rows for {bench}", [m for m in missing if m.endswith(f"[{bench}]")])
             continue
         order: dict = {}
-        method_keys = ["model", "algo", "k_schedule", "n", "reward"]  # one line per method, across training k
-        for key, g in sorted(sub.groupby(method_keys, dropna=False), key=lambda kv: sort_key(kv[0][1], 4)):
+        step, centre = dodge_steps(sub.drop_duplicates(["algo", "k_schedule"]).shape[0])
+        for key, g in sorted(sub.groupby(METHOD_KEYS, dropna=False), key=lambda kv: sort_key(kv[0][1], 4)):
             model, algo, sched, n, reward = key
             if k_free(algo):
                 st = style_for(algo, 1)
@@ -72,7 +80,7 @@ def build(ctx):
                 x = g["k"].to_numpy(float)
             else:
                 st = style_for(algo, 4)  # a mid shade: the line spans several training k
-                st["label"] = re.sub(r" \(k=\d+\)$", "", st["label"])
+                st["label"] = label_for(algo)  # no k: the line spans the training ks
                 if sched != "constant":
                     st["linestyle"] = ":"
                     st["label"] += f" [{sched}]"
@@ -84,7 +92,7 @@ def build(ctx):
             lo = np.clip(g["ci_low"].to_numpy(float), 0.0, 1.0)
             hi = np.clip(g["ci_high"].to_numpy(float), 0.0, 1.0)
             err = np.where(np.isnan(np.vstack([lo, hi])), 0.0, np.vstack([y - lo, hi - y]))
-            dodge = 2.0 ** (0.06 * (order.setdefault((algo, sched), len(order)) - 2))  # keep error bars apart
+            dodge = 2.0 ** (step * (order.setdefault((algo, sched), len(order)) - centre))  # keep error bars apart
             ax.errorbar(g["_x"] * dodge, y, yerr=err, color=st["color"], ls=st["linestyle"],
                         lw=min(st["linewidth"], 1.6), marker=st["marker"] or "o", ms=3, capsize=1.5,
                         elinewidth=0.6, label=st["label"])

@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.figures.colors import label_for, sort_key, style_for
-from analysis.figures.drawing import (BENCH_TITLES, annotate_missing, figure_legend, log2_k_axis, panel_grid,
-                                      placeholder)
+from analysis.figures.colors import n_style, sort_key, style_for
+from analysis.figures.drawing import (BENCH_TITLES, annotate_missing, figure_legend, log2_k_axis, lone_panel_width,
+                                      panel_grid, placeholder)
 from analysis.figures.selection import cells_used, grader_versions
 from analysis.stats import METHOD_KEYS, method_curves, seed_curve
 
@@ -34,8 +34,8 @@ def draw_metric_panels(ctx, fam: dict, *, ylabel: str, title_suffix: str = "",
         return fig, _meta(rows, curves, fam)
     # a lone panel gets room for its legend beside it (figure_legend puts long legends there)
     n_lines = curves.groupby(METHOD_KEYS, dropna=False).ngroups if not curves.empty else 0
-    lone_w = 4.2 if n_lines > 3 else 2.8
-    fig, axes = panel_grid(len(benches), ncols=ncols, sharey=False, panel_w=lone_w if len(benches) == 1 else 2.1)
+    fig, axes = panel_grid(len(benches), ncols=ncols, sharey=False,
+                           panel_w=lone_panel_width(n_lines) if len(benches) == 1 else 2.1)
     ns = sorted(set(curves["n"])) if not curves.empty else []
     for ax, bench in zip(axes, benches):
         sub = curves[curves["benchmark"] == bench] if not curves.empty else curves
@@ -49,7 +49,7 @@ def draw_metric_panels(ctx, fam: dict, *, ylabel: str, title_suffix: str = "",
             g = g.sort_values("k")
             st = style_for(algo, tk)
             if color_by == "n":
-                st = _n_style(algo, tk, n, ns)
+                st = n_style(algo, tk, n, ns)
             elif sched != "constant":
                 st["linestyle"] = ":"
                 st["label"] += f" [{sched}]"
@@ -70,24 +70,6 @@ def draw_metric_panels(ctx, fam: dict, *, ylabel: str, title_suffix: str = "",
     figure_legend(fig, axes)
     annotate_missing(fig, missing)
     return fig, _meta(rows, curves, fam)
-
-
-def _n_style(algo: str, tk: int, n: int, ns: list[int]) -> dict:
-    """The method's hue, darker and thicker as n grows (n-scaling figure)."""
-    from matplotlib import colormaps
-
-    st = style_for(algo, tk)
-    if algo == "base":
-        return st
-    ns = [m for m in ns if m > 1] or ns
-    i = ns.index(n) if n in ns else 0
-    t = (i + 1) / max(len(ns), 1)
-    cmap = colormaps["Reds" if algo.startswith("rspo") else "Blues" if algo == "baseline" else "Greys"]
-    st["color"] = tuple(cmap(0.35 + 0.6 * t)[:3])
-    st["linewidth"] = 0.9 + 1.4 * t
-    st["linestyle"] = "-"
-    st["label"] = label_for(algo, tk, n=n)
-    return st
 
 
 def _meta(rows: pd.DataFrame, curves: pd.DataFrame, fam: dict) -> dict:
