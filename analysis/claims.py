@@ -6,9 +6,11 @@ each family that has it, against RSPO and against the baseline at equal k (none 
         [--paired-out results/tables/paired.csv]
 
 For each claim: a per-seed statistic d_s (paired within a seed: same base model, same evaluation seed), the 95%
-t-interval over seeds (analysis.stats.t_interval) and a verdict: reproduced (interval above 0), not reproduced (below
-0), inconclusive (contains 0, or one seed), not run (no cells for it in the manifest, or no rows yet). C10 is an
-equivalence claim with margin EQUIV_MARGIN. The statistics (docs/claims.md has the table):
+t-interval over seeds (analysis.stats.t_interval), a verdict: reproduced (interval above 0), not reproduced (below
+0), inconclusive (contains 0, or one seed), not run (no cells for it in the manifest, or no rows yet), and ``mde``,
+the smallest effect the seeds detect with 80% power at their observed spread (analysis.stats.detectable_effect; C10:
+the largest difference still shown alike, analysis.stats.equivalence_bound). C10 is an equivalence claim with margin
+EQUIV_MARGIN. The statistics (docs/claims.md has the table):
 
     curve mean      mean of Pass@k (Max@k) over the evaluation ks both compared cells have on a benchmark
     C1 / C7-C9      curve mean of RSPO at training k - that of the baseline at the same k (and n)
@@ -22,7 +24,10 @@ equivalence claim with margin EQUIV_MARGIN. The statistics (docs/claims.md has t
                     pass, on Pass@k; rspo_max for max, on Max@k) or the baseline; a k-free method (manifest uses_k
                     false) is held against the reference at each of its training ks
 
-Per seed, the terms (one per benchmark, model, reward, n, ... where defined) are averaged into d_s.
+Per seed, the terms (one per benchmark, reward, n, ... where defined) are averaged into d_s. A family whose trained
+cells span several base models gets, per claim, the pooled row (claim id ``C8``, ``models`` "tiny;tiny_b": per
+training seed the mean over models of each model's d_s, seeds on every pooled model only) and then one row per model
+(``C8@tiny``, ...: that model's cells alone); one model: one row, as ever (docs/claims.md, "Several base models").
 """
 
 from __future__ import annotations
@@ -41,49 +46,20 @@ import pandas as pd
 from analysis.aggregate import METRIC_FILES, TRAIN_FILE, write_csv_atomic
 from analysis.manifest import LARGER_MODEL_FAMILIES, N_SCALING_FAMILIES, manifest_methods, read_manifest
 from analysis.paired import RSPO_FOR_REWARD, paired_table
-from analysis.stats import constant_k, t_interval
+from analysis.stats import constant_k
+from analysis.verdicts import VERDICTS, judged_rows, unjudged, verdict  # noqa: F401 (VERDICTS, verdict: re-exported)
 
 log = logging.getLogger("analysis.claims")
 
 EQUIV_MARGIN = 0.05  # C10: |grpo - pg| in curve-mean Pass@k counted as "alike" (fixed in docs/claims.md)
 FINAL_FRACTION = 0.1  # C5: final entropy = mean over the last 10% of logged steps (at least one)
-VERDICTS = ("reproduced", "not reproduced", "inconclusive", "not run")
-CLAIM_COLUMNS = ("claim", "text", "family", "statistic", "rule", "seeds", "per_seed", "mean", "ci_low", "ci_high",
-                 "n_seeds", "verdict", "note")
+CLAIM_COLUMNS = ("claim", "text", "family", "models", "statistic", "rule", "seeds", "per_seed", "mean", "ci_low",
+                 "ci_high", "mde", "n_seeds", "verdict", "note")
 PASS = "pass@k"
 MAX = "max@k"
 REWARD_TABLE = {"pass": PASS, "max": MAX}  # the U rows judge a cell on the metric of its training reward
 
 Curves = dict  # (model, reward, bench) -> {(algo, train_k, n): {seed: {k: value}}}
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# verdict
-
-
-def verdict(per_seed: dict, *, equivalence: float | None = None) -> dict:
-    """{seeds, per_seed, mean, ci_low, ci_high, n_seeds, verdict} of per-seed statistics {seed: d_s}.
-
-    Directional (claimed d > 0): reproduced if the 95% t-interval's low > 0, not reproduced if its high < 0, else
-    inconclusive; one seed: inconclusive (no interval). equivalence=delta: reproduced if the interval lies in
-    [-delta, delta], not reproduced if low > delta or high < -delta, else inconclusive. No seeds: "not run".
-    """
-    seeds = sorted(per_seed)
-    mean, lo, hi, s = t_interval([per_seed[k] for k in seeds])
-    out = {"seeds": ";".join(str(k) for k in seeds),
-           "per_seed": ";".join(f"{k}:{per_seed[k]:+.4f}" for k in seeds),
-           "mean": mean, "ci_low": lo, "ci_high": hi, "n_seeds": s}
-    if s == 0:
-        out["verdict"] = "not run"
-    elif s < 2:
-        out["verdict"] = "inconclusive"
-    elif equivalence is None:
-        out["verdict"] = "reproduced" if lo > 0 else "not reproduced" if hi < 0 else "inconclusive"
-    else:
-        d = equivalence
-        out["verdict"] = ("reproduced" if -d <= lo and hi <= d else
-                          "not reproduced" if lo > d or hi < -d else "inconclusive")
-    return out
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -307,9 +283,9 @@ CLAIMS = (  # id, text, families (first present), table ("pass@k", "max@k", "ent
 )
 
 
-def _family(manifest: dict, claim: str, names: tuple[str, ...]) -> tuple[str | None, list[str], list[str]]:
-    """(family name, cell paths, benchmarks) for a claim; C8 without a contamination family: main on the
-    contamination benchmarks."""
+def _family(manifest: dict, claim: str, names: tuple[str, ...]) -> tuple[str | None, list[dict], list[str]]:
+    """(family name, its cells (manifest dicts), benchmarks) for a claim; C8 without a contamination family: main on
+    the contamination benchmarks."""
     fams = manifest.get("families") or {}
     name = next((n for n in names if n in fams), None)
     if name is None:
@@ -317,7 +293,18 @@ def _family(manifest: dict, claim: str, names: tuple[str, ...]) -> tuple[str | N
     benches = list(fams[name]["benchmarks"])
     if claim == "C8" and name != "contamination":
         benches = list((manifest.get("contamination") or {}).get("benchmarks") or [])
-    return name, [c["cell"] for c in fams[name]["cells"]], benches
+    return name, list(fams[name]["cells"]), benches
+
+
+def base_models(cells: list[dict]) -> list[str]:
+    """The base models of a family's trained cells, in the manifest's order: two or more split its claims into a
+    pooled row and one row per model (docs/claims.md, "Several base models")."""
+    return list(dict.fromkeys(c["model"] for c in cells if c["algo"] != "base"))
+
+
+def _paths(cells: list[dict], model: str | None) -> list[str]:
+    """The paths of the cells on one base model (None: all of them)."""
+    return [c["cell"] for c in cells if model is None or c["model"] == model]
 
 
 def _planned(manifest: dict, name: str, cells: list[str], benches: list[str], metric: str) -> pd.DataFrame:
@@ -335,46 +322,43 @@ def _stat(kind: str, fn: Callable, table: pd.DataFrame, cells: list[str], benche
     return fn(*metric_curves(table, cells, benches))
 
 
-def _judge(row: dict, name: str, planned: dict, stat: Callable[[], dict], equiv: float | None = None,
-           lacks: str | None = None) -> dict:
-    """row with its verdict: "not run" when the statistic is undefined on the planned cells (``planned``: its value
-    there), else the verdict of ``stat()`` over seeds; the note says why a row has no interval."""
-    if not planned:
-        row["note"] = lacks or f"family {name!r} lacks the cells this statistic needs (docs/claims.md)"
-        return row
-    per_seed = stat()
-    row.update(verdict(per_seed, equivalence=equiv))
-    if not per_seed:
-        row["note"] = f"family {name!r}: the planned cells have no rows in the tables yet"
-    elif len(per_seed) == 1:
-        row["note"] = "one seed: no interval"
-    return row
-
-
-def _row(cid: str, text: str, family: str, words: str, equiv: float | None = None) -> dict:
+def _row(cid: str, text: str, family: str, words: str, equiv: float | None = None, models=()) -> dict:
     """A claims row before judging: verdict "not run", no statistic."""
-    return {"claim": cid, "text": text, "family": family, "statistic": words,
+    return {"claim": cid, "text": text, "family": family, "models": ";".join(models), "statistic": words,
             "rule": f"95% t-interval over seeds inside [-{equiv}, {equiv}]" if equiv else
             "95% t-interval over seeds above 0", "seeds": "", "per_seed": "", "mean": np.nan,
-            "ci_low": np.nan, "ci_high": np.nan, "n_seeds": 0, "verdict": "not run", "note": ""}
+            "ci_low": np.nan, "ci_high": np.nan, "mde": np.nan, "n_seeds": 0, "verdict": "not run", "note": ""}
+
+
+def _claim_stats(manifest: dict, tables: dict, name: str, fam_cells: list[dict], benches: list[str], kind: str,
+                 fn: Callable) -> tuple[Callable, Callable]:
+    """(planned(model), observed(model)) of a claim's statistic on one base model's cells of the family."""
+    plan = _planned(manifest, name, _paths(fam_cells, None), benches, kind)
+    return (lambda m: _stat(kind, fn, plan, _paths(fam_cells, m), benches),
+            lambda m: _stat(kind, fn, tables[kind], _paths(fam_cells, m), benches))
 
 
 def claims_table(tables: dict[str, pd.DataFrame], manifest: dict) -> pd.DataFrame:
-    """One row per claim (columns CLAIM_COLUMNS): C1-C10, then the U rows of the user's methods (method_claims).
+    """One row per claim (columns CLAIM_COLUMNS): C1-C10, then the U rows of the user's methods (method_claims); a
+    claim whose family is on several base models: its pooled row, then one per model (judged_rows).
     tables: {"pass@k": passk, "max@k": maxk, "entropy": train_curves} (tidy frames of analysis.aggregate); manifest:
     results/cells.json (analysis.manifest)."""
     rows = []
     for cid, text, names, kind, fn, words, equiv in CLAIMS:
-        name, cells, benches = _family(manifest, cid, names)
-        row = _row(cid, text, name or " / ".join(names), words, equiv)
+        name, fam_cells, benches = _family(manifest, cid, names)
+        models = base_models(fam_cells)
+
+        def blank(i, ms, text=text, family=name or " / ".join(names), words=words, equiv=equiv):
+            return _row(i, text, family, words, equiv, ms)
+
         if name is None:
-            row["note"] = f"the config has no family {' / '.join(names)}"
+            rows += unjudged(cid, blank, [], f"the config has no family {' / '.join(names)}")
         elif kind != "entropy" and not benches:
-            row["note"] = f"family {name!r}: no benchmarks for this claim (contamination.benchmarks is empty)"
+            rows += unjudged(cid, blank, models,
+                             f"family {name!r}: no benchmarks for this claim (contamination.benchmarks is empty)")
         else:
-            planned = _stat(kind, fn, _planned(manifest, name, cells, benches, kind), cells, benches)
-            _judge(row, name, planned, lambda: _stat(kind, fn, tables[kind], cells, benches), equiv)
-        rows.append(row)
+            planned, observed = _claim_stats(manifest, tables, name, fam_cells, benches, kind, fn)
+            rows += judged_rows(cid, blank, name, models, planned, observed, equiv)
     rows += method_claims(tables, manifest)
     return pd.DataFrame(rows, columns=list(CLAIM_COLUMNS))
 
@@ -397,11 +381,12 @@ def method_claims(tables: dict[str, pd.DataFrame], manifest: dict) -> list[dict]
     """The U rows (docs/claims.md, "A user's method"): for each family (manifest order) and each algo of the
     manifest's ``methods`` block among its cells (in the family's order), "<algo> above RSPO at equal k" (RSPO for
     the cells' reward: rspo_pass, rspo_max) and "<algo> above the baseline at equal k": the C1 statistic with
-    better = algo, on the metric of the reward, numbered U1, U2, ...; none without a ``methods`` block."""
-    methods, rows = manifest_methods(manifest), []
+    better = algo, on the metric of the reward, numbered U1, U2, ... (split per base model as C1-C10 are); none
+    without a ``methods`` block."""
+    methods, rows, number = manifest_methods(manifest), [], 0
     for name, fam in ((manifest.get("families") or {}).items() if methods else ()):
-        cells, benches = [c["cell"] for c in fam["cells"]], list(fam["benchmarks"])
-        planned = _planned(manifest, name, cells, benches, PASS)
+        benches, models = list(fam["benchmarks"]), base_models(fam["cells"])
+        planned = _planned(manifest, name, _paths(fam["cells"], None), benches, PASS)
         for algo in dict.fromkeys(c["algo"] for c in fam["cells"] if c["algo"] in methods):
             every_k = not methods[algo].get("uses_k", True)
             rewards = sorted({c["reward"] for c in fam["cells"] if c["algo"] == algo})
@@ -413,19 +398,25 @@ def method_claims(tables: dict[str, pd.DataFrame], manifest: dict) -> list[dict]
                       else "at the same training k and n")
                 text = (f"{algo} above {who} at every training k ({algo} ignores k)" if every_k
                         else f"{algo} above {who} at equal k")
-                row = _row(f"U{len(rows) + 1}", text, name, f"curve mean of {algo} minus {ref_names} {at}, {metric}")
+                words = f"curve mean of {algo} minus {ref_names} {at}, {metric}"
+                number += 1
 
-                def stat(t, algo=algo, worse=worse, every_k=every_k):
-                    return stat_above(_reward_curves(t, fam["cells"], benches), {}, better=algo, worse=worse,
+                def blank(i, ms, text=text, name=name, words=words):
+                    return _row(i, text, name, words, models=ms)
+
+                def stat(t, m, algo=algo, worse=worse, every_k=every_k, fam=fam, benches=benches):
+                    cells = [c for c in fam["cells"] if m is None or c["model"] == m]
+                    return stat_above(_reward_curves(t, cells, benches), {}, better=algo, worse=worse,
                                       every_k=every_k)
 
                 lacks = (f"family {name!r} lacks the cells this statistic needs: {ref_names} "
                          f"{'at the same n as' if every_k else 'at the training k and n of'} {algo} (docs/claims.md)")
                 if not benches:
-                    row["note"] = f"family {name!r} has no benchmarks"
+                    rows += unjudged(f"U{number}", blank, models, f"family {name!r} has no benchmarks")
                 else:
-                    _judge(row, name, stat({PASS: planned, MAX: planned}), lambda: stat(tables), lacks=lacks)
-                rows.append(row)
+                    rows += judged_rows(f"U{number}", blank, name, models,
+                                        lambda m, stat=stat, planned=planned: stat({PASS: planned, MAX: planned}, m),
+                                        lambda m, stat=stat: stat(tables, m), lacks=lacks)
     return rows
 
 

@@ -100,7 +100,9 @@ def train_summary(tables_dir: Path) -> pd.DataFrame | None:
 CLAIMS_RULE = ("Verdict rule (docs/claims.md, fixed before any result): a per-seed paired statistic, its 95% "
                "t-interval over seeds; reproduced if the interval lies above 0 (C10: inside [-0.05, 0.05]), not "
                "reproduced if it lies below 0 (C10: outside), inconclusive otherwise or with one seed, not run when "
-               "the config has no cells for the claim.")
+               "the config has no cells for the claim. A family on several base models: one row per model and a "
+               "pooled row (per training seed, the mean over models). mde: the smallest effect the seeds detect "
+               "with 80% power.")
 
 
 def claims_html(tables_dir: Path) -> str:
@@ -111,9 +113,12 @@ def claims_html(tables_dir: Path) -> str:
                 '<p class="missing">no claims.csv (python -m analysis.claims)</p>')
     df = pd.read_csv(path, keep_default_na=False, na_values=[""])
     ci = [("" if pd.isna(lo) else f"[{lo:+.4f}, {hi:+.4f}]") for lo, hi in zip(df["ci_low"], df["ci_high"])]
-    show = pd.DataFrame({"claim": df["claim"], "what": df["text"], "family": df["family"], "verdict": df["verdict"],
-                         "mean": df["mean"], "95% CI": ci, "seeds": df["n_seeds"], "per seed": df["per_seed"],
-                         "statistic": df["statistic"], "note": df["note"]})
+    extra = {col: df[col] for col in ("models", "mde") if col in df}  # claims.csv of before the base-model axis lacks them
+    show = pd.DataFrame({"claim": df["claim"], "what": df["text"], "family": df["family"],
+                         **({"models": extra["models"]} if "models" in extra else {}), "verdict": df["verdict"],
+                         "mean": df["mean"], "95% CI": ci, **({"mde": extra["mde"]} if "mde" in extra else {}),
+                         "seeds": df["n_seeds"], "per seed": df["per_seed"], "statistic": df["statistic"],
+                         "note": df["note"]})
     counts = ", ".join(f"{n} {v}" for v, n in show["verdict"].value_counts().items())
     return (f'<h2 id="claims">Claims of the paper</h2><p>{html.escape(counts)}.</p>'
             f'<p class="meta">{html.escape(CLAIMS_RULE)}</p>'

@@ -7,11 +7,17 @@ Every interval a figure or table shows is computed here (the figure scripts only
     method_curves(rows, ci)       seed_mean per (method, benchmark, k): the points and bands of a Pass@k / Max@k figure
     seed_curve(g, column)         per training step: mean over seeds of each seed's smoothed curve, t-band across seeds
     t_interval(x)                 mean +- t_{0.975, S-1} sd / sqrt(S) of S numbers (paired differences over seeds)
+    detectable_effect(sd, S)      the true mean the verdict "interval above 0" finds with 80% power (noncentral t)
+    equivalence_power / _bound    P(the interval lies in [-margin, margin]) at a true difference; the largest
+                                  difference still shown alike with 80% power (claims C10)
 
 A *method* is a cell without its seed: METHOD_KEYS = (model, algo, train_k, k_schedule, n, reward).
 """
 
 from __future__ import annotations
+
+import math
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -51,6 +57,70 @@ def t_interval(x) -> tuple[float, float, float, int]:
         return mean, float("nan"), float("nan"), s
     h = float(t_quantile(s - 1)) * float(v.std(ddof=1)) / np.sqrt(s)
     return mean, mean - h, mean + h, s
+
+
+POWER = 0.8  # the power of every detectable effect (docs/claims.md, "Power")
+
+
+@lru_cache(maxsize=None)
+def _noncentrality(s: int, power: float) -> float:
+    """lambda with P(T' > t_{0.975, s-1}) = power, T' noncentral t (s - 1 df, noncentrality lambda)."""
+    from scipy.optimize import brentq
+    from scipy.stats import nct
+
+    df = s - 1
+    crit = float(t_quantile(df))
+    f = lambda lam: float(nct.sf(crit, df, lam)) - power  # noqa: E731 (increasing in lam)
+    hi = 8.0
+    while f(hi) < 0:
+        hi *= 2
+    return float(brentq(f, 0.0, hi, xtol=1e-12))
+
+
+def detectable_effect(sd: float, s: int, *, power: float = POWER) -> float:
+    """Smallest true mean D > 0 at which S seeds of spread sd give a 95% t-interval above 0 with probability
+    ``power``: lambda * sd / sqrt(S), lambda solving P(T' > t_{0.975, S-1}) = power for the noncentral t T' (S - 1 df,
+    noncentrality D sqrt(S) / sd). The exact small-sample answer, not the normal approximation. NaN for S < 2 or a
+    non-finite sd; 0 for sd 0."""
+    if s < 2 or not math.isfinite(sd):
+        return float("nan")
+    return _noncentrality(int(s), float(power)) * float(sd) / math.sqrt(s)
+
+
+def equivalence_power(diff: float, sd: float, s: int, margin: float) -> float:
+    """P(the 95% t-interval of S draws from N(diff, sd^2) lies inside [-margin, margin]), exactly.
+
+    With mean m ~ N(diff, sd^2/S), sample sd q, h = t_{0.975, S-1} q / sqrt(S): P(-margin + h <= m <= margin - h),
+    averaged over q ((S - 1) q^2 / sd^2 ~ chi^2_{S-1}, independent of m), integrated over the chi^2 quantile so that
+    the density's pole at 0 (S = 2) does no harm. NaN for S < 2; sd 0: 1 inside the margin, else 0."""
+    from scipy.integrate import quad
+    from scipy.stats import chi2, norm
+
+    if s < 2 or not math.isfinite(sd):
+        return float("nan")
+    if sd == 0:
+        return float(abs(diff) <= margin)
+    df, crit, se = s - 1, float(t_quantile(s - 1)), sd / math.sqrt(s)
+    p_max = float(chi2.cdf(df * (margin / (crit * se)) ** 2, df))  # beyond it h > margin: never inside
+
+    def inside(p: float) -> float:
+        h = crit * se * math.sqrt(float(chi2.ppf(p, df)) / df)
+        return max(0.0, float(norm.cdf((margin - h - diff) / se) - norm.cdf((-margin + h - diff) / se)))
+
+    return float(quad(inside, 0.0, p_max, limit=200, epsabs=1e-10)[0]) if p_max > 0 else 0.0
+
+
+def equivalence_bound(sd: float, s: int, margin: float, *, power: float = POWER) -> float:
+    """The largest |true difference| <= margin at which the interval still lies inside [-margin, margin] with
+    probability ``power`` (equivalence_power falls as |diff| grows); NaN where even diff 0 falls short, or S < 2."""
+    from scipy.optimize import brentq
+
+    at0 = equivalence_power(0.0, sd, s, margin)
+    if not at0 >= power:  # also NaN
+        return float("nan")
+    if sd == 0:
+        return float(margin)
+    return float(brentq(lambda d: equivalence_power(d, sd, s, margin) - power, 0.0, margin, xtol=1e-10))
 
 
 def seed_mean(df: pd.DataFrame, by: list[str], *, ci: str = "auto",

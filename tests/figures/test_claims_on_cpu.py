@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.claims import claims_table, main, verdict
+from analysis.claims import CLAIM_COLUMNS, claims_table, main, verdict
 from analysis.manifest import manifest_for_config, write_manifest
 from rspo_core.cells import Cell
 
@@ -103,6 +103,17 @@ def test_one_seed_and_not_run(claims):
     assert claims.loc["C7", "verdict"] == "not run" and "no family main_large / main_7b" in claims.loc["C7", "note"]
     assert claims.loc["C8", "verdict"] == "not run" and "no rows" in claims.loc["C8", "note"]
     assert set(claims["verdict"]) == {"reproduced", "not reproduced", "inconclusive", "not run"}
+
+
+def test_one_model_rows_name_it_and_carry_the_power(claims):
+    # one base model per family: one row per claim (docs/claims.md, "Several base models"), models = the model
+    assert list(claims.reset_index().columns) == list(CLAIM_COLUMNS)
+    assert (claims.drop(index="C7")["models"] == "m").all() and claims.loc["C7", "models"] == ""
+    assert claims.loc["C1", "mde"] == pytest.approx(3.2640435 * 0.01, rel=1e-6)  # sd(0.10, 0.11, 0.09) = 0.01
+    assert np.isnan(claims.loc["C6", "mde"]) and np.isnan(claims.loc["C8", "mde"])  # one seed; no rows
+    assert claims.loc["C5", "note"] == ("an effect of +0.0679 or more would be reproduced with 80% power "
+                                        "(3 seeds, sd 0.0208)")  # inconclusive: what the seeds could have found
+    assert 0 < claims.loc["C10", "mde"] < 0.05 and claims.loc["C1", "note"] == ""
 
 
 def test_family_without_the_needed_cells_is_not_run():
