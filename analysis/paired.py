@@ -20,8 +20,9 @@ difference (paired: same seed, hence same base model and the same evaluation see
 missing is left out, and a pair with fewer than two common seeds gets no row), and the 95% t-interval over seeds of
 the mean difference (``analysis.stats.t_interval``). Without a ``methods`` block the table is the paper's pairs only.
 
-Columns: family, benchmark, metric, k, method_a, method_b, train_k, n, seeds (``0;1;2``), values_a, values_b,
-diffs (``seed:value;...``), mean_diff, ci_low, ci_high, n_seeds.
+Columns: family, model (the base model: a family on several base models has rows for each), benchmark, metric, k,
+method_a, method_b, train_k, n, seeds (``0;1;2``), values_a, values_b, diffs (``seed:value;...``), mean_diff, ci_low,
+ci_high, n_seeds.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ PAIRS = (("rspo_pass", "baseline", True), ("rspo_pass", "pg", False), ("baseline
          ("rspo_max", "baseline", True))
 A_K_FREE = "a_k_free"  # third field of a pair: better ignores k (train_k 1), paired with worse at each of its ks
 RSPO_FOR_REWARD = {"pass": "rspo_pass", "max": "rspo_max"}  # the RSPO a user's method is held against
-PAIRED_COLUMNS = ("family", "benchmark", "metric", "k", "method_a", "method_b", "train_k", "n", "seeds", "values_a",
+PAIRED_COLUMNS = ("family", "model", "benchmark", "metric", "k", "method_a", "method_b", "train_k", "n", "seeds", "values_a",
                   "values_b", "diffs", "mean_diff", "ci_low", "ci_high", "n_seeds")
 
 
@@ -81,8 +82,8 @@ def paired_rows(rows: pd.DataFrame, family: str, pairs: tuple = PAIRS) -> list[d
     """The paired-difference rows of one family (``rows``: its tidy metric rows, several seeds) for ``pairs``
     (PAIRS and the family's method_pairs)."""
     out = []
-    keys = ["benchmark", "metric", "k", "n", "reward"]
-    for (bench, metric, k, n, reward), g in rows.groupby(keys, sort=True):
+    keys = ["model", "benchmark", "metric", "k", "n", "reward"]  # pairs within a base model: its seeds are its own
+    for (model, bench, metric, k, n, reward), g in rows.groupby(keys, sort=True):
         for a, b, mode in pairs:
             if b == "rspo":
                 b = RSPO_FOR_REWARD.get(reward, "rspo_pass")
@@ -95,7 +96,7 @@ def paired_rows(rows: pd.DataFrame, family: str, pairs: tuple = PAIRS) -> list[d
                     continue
                 diffs = [float(sa[s] - sb[s]) for s in seeds]
                 mean, lo, hi, s = t_interval(diffs)
-                out.append({"family": family, "benchmark": bench, "metric": metric, "k": int(k), "method_a": a,
+                out.append({"family": family, "model": model, "benchmark": bench, "metric": metric, "k": int(k), "method_a": a,
                             "method_b": b, "train_k": int(tk), "n": int(n), "seeds": ";".join(map(str, seeds)),
                             "values_a": _fmt(sa[s] for s in seeds), "values_b": _fmt(sb[s] for s in seeds),
                             "diffs": ";".join(f"{s}:{d:.6g}" for s, d in zip(seeds, diffs)), "mean_diff": mean,

@@ -45,21 +45,8 @@ from rspo_patch.estimators.registry import (  # noqa: F401  (the public API, re-
     k_schedule,
     register_estimator,
 )
-from rspo_patch.estimators import builtin  # noqa: F401,E402  (registers the built-in estimators)
+from rspo_patch.estimators import builtin, registry  # noqa: F401,E402  (builtin registers the built-ins)
 from rspo_patch.estimators.builtin import _comb_ratio, _tie_counts  # noqa: F401,E402  (tests and the GPU check)
 from rspo_patch.estimators.plugins import PluginError, load_plugins  # noqa: F401,E402
 
-__all__ = [
-    "Estimator",
-    "EstimatorSpec",
-    "ESTIMATORS",
-    "RESERVED_NAMES",
-    "register_estimator",
-    "get_estimator",
-    "compute_weights",
-    "check_estimator_args",
-    "k_schedule",
-    "K_SCHEDULES",
-    "load_plugins",
-    "PluginError",
-]
+__all__ = [*registry.__all__, "load_plugins", "PluginError"]  # the registry's API and the plugin loader

@@ -2,8 +2,10 @@
 pip-installed in editable mode into a virtualenv (on top of this environment), then `snakemake` from that virtualenv
 on the micro config with the plugin in the main family (tests/workflow/micro/plugin.yaml): its cells train with the
 reference trainer (which finds it through its entry point), are evaluated, and reach the tables, the figures and the
-claims table's rows for the plugin against RSPO and against the baseline. Then the plugin's code changes: a dry run
-plans to retrain exactly its cells and nothing else.
+claims table's rows for the plugin against RSPO and against the baseline. The family is trained on two base models
+(two pre-training seeds), the miniature config's shape: every claim judged on it has a pooled row and one row per
+model, with the power column. Then the plugin's code changes: a dry run plans to retrain exactly its cells (on both
+base models) and nothing else.
 """
 
 from __future__ import annotations
@@ -65,17 +67,26 @@ def test_the_plugin_trains_and_reaches_tables_figures_and_claims(run):
     passk = pd.read_csv(results / "tables" / "passk.csv")
     assert set(passk["algo"]) == {"base", "baseline", "rspo_pass", "rspo_pass_loo"}
     loo = passk[passk["algo"] == "rspo_pass_loo"]
-    assert sorted(set(loo["seed"])) == [0, 1] and set(loo["train_k"]) == {2}
+    assert sorted(set(loo["seed"])) == [0, 1] and set(loo["train_k"]) == {2} and set(loo["model"]) == {"tiny", "tiny_b"}
     log = (results / "logs" / "train" / "model~tiny/algo~rspo_pass_loo/k~2/n~4/reward~pass/seed~0.log").read_text()
     assert "Traceback" not in log
-    claims = pd.read_csv(results / "tables" / "claims.csv")
+    claims = pd.read_csv(results / "tables" / "claims.csv", keep_default_na=False)
+    table = claims[["claim", "text", "models", "verdict", "mde", "note"]].to_string()
+    # C1 on two base models: the pooled row (per training seed, the mean over the models), then one row per model
+    c1 = claims[claims["claim"].str.fullmatch(r"C1(@.*)?")]
+    assert list(c1["claim"]) == ["C1", "C1@tiny", "C1@tiny_b"], table
+    assert list(c1["models"]) == ["tiny;tiny_b", "tiny", "tiny_b"], table
+    assert (c1["n_seeds"] == 2).all() and (c1["mde"] != "").all(), table  # 2 paired seeds: an interval and a power
     rows = claims[claims["text"].str.contains("rspo_pass_loo", regex=False)]
-    assert len(rows) == 2, claims[["claim", "text", "verdict"]].to_string()
+    assert len(rows) == 6, table  # against RSPO and against the baseline, each pooled + per model
     assert set(rows["n_seeds"]) == {2} and rows["verdict"].isin(
         ["reproduced", "not reproduced", "inconclusive"]).all(), rows.to_string()
     assert rows["text"].str.contains("RSPO").any() and rows["text"].str.contains("baseline").any(), rows["text"]
     paired = pd.read_csv(results / "tables" / "paired.csv")
     assert paired.apply(lambda r: "rspo_pass_loo" in " ".join(map(str, r.values)), axis=1).any()
+    # pairs within a base model: each model's rows on their own, 2 seeds each
+    loo_pairs = paired[paired["method_a"] == "rspo_pass_loo"]
+    assert set(loo_pairs["model"]) == {"tiny", "tiny_b"} and (loo_pairs["n_seeds"] == 2).all(), loo_pairs.to_string()
     for fig in ("fig06_passk_main", "fig13_peers_matched_k"):
         assert (results / "figures" / f"{fig}.pdf").stat().st_size > 0
 
@@ -92,5 +103,6 @@ def test_a_changed_plugin_reruns_its_cells_and_nothing_else(run):
                for line in proc.stdout.splitlines() if "wildcards: cell=" in line}
     trains = [b for b in proc.stdout.split("\n\n") if b.lstrip().startswith("rule train:") or "\nrule train:" in b]
     trained = {b.split("wildcards: cell=")[1].split()[0] for b in trains}
-    assert trained == {f"model~tiny/algo~rspo_pass_loo/k~2/n~4/reward~pass/seed~{s}" for s in (0, 1)}, trained
+    assert trained == {f"model~{m}/algo~rspo_pass_loo/k~2/n~4/reward~pass/seed~{s}"
+                       for m in ("tiny", "tiny_b") for s in (0, 1)}, trained
     assert planned and all("/algo~rspo_pass_loo/" in p for p in planned), planned
