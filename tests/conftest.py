@@ -13,6 +13,7 @@ The markers must be set before xdist's worker reads them (its hook is registered
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -52,3 +53,46 @@ def pytest_collection_modifyitems(config, items):
         groups[item] = xdist_group(Path(str(item.fspath)))
         item.add_marker(pytest.mark.xdist_group(groups[item]))
     items.sort(key=lambda item: group_rank(groups[item]))  # stable: collection order within a group and after
+
+
+def user_venv(root: Path) -> Path:
+    """A virtualenv at ``root`` that sees this environment's packages (a .pth file adds this Python's site directories
+    after the venv's own, so it works whether this Python is a venv or not: ``--system-site-packages`` would see only
+    the base interpreter's); returns its python. What a user's environment with rspo-bench installed looks like."""
+    import site
+    import venv
+
+    venv.EnvBuilder(with_pip=False).create(root)
+    python = root / "bin" / "python"
+    own_site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    dirs = ([site.getusersitepackages()] if site.ENABLE_USER_SITE else []) + site.getsitepackages()
+    Path(own_site, "_rspo_outer_env.pth").write_text(
+        "import site; " + "; ".join(f"site.addsitedir({d!r})" for d in dirs) + "\n")
+    return python
+
+
+def pip_install_editable(python: Path, package: Path) -> None:
+    """``pip install -e package`` into the virtualenv of ``python``, as a user would: offline with this environment's
+    setuptools first; if that cannot build an editable wheel (a setuptools without it), with pip's build isolation,
+    which fetches a current setuptools from PyPI as a fresh user environment does."""
+    import sys
+
+    base = [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps"]
+    proc = subprocess.run([*base, "--no-build-isolation", "--no-index", "-e", str(package)], capture_output=True,
+                          text=True, timeout=300)
+    if proc.returncode != 0:
+        proc = subprocess.run([*base, "-e", str(package)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+@pytest.fixture(scope="session")
+def make_user_venv():
+    """(root, package) -> python of a fresh virtualenv on top of this environment with ``package`` pip-installed in
+    editable mode (user_venv, pip_install_editable)."""
+    def make(root: Path, package: Path) -> Path:
+        python = user_venv(root)
+        pip_install_editable(python, package)
+        return python
+
+    return make

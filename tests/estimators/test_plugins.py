@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import venv
 from pathlib import Path
 
 import pytest
@@ -148,17 +147,10 @@ def test_subprocesses_get_the_plugins_through_the_environment(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def example_venv(tmp_path_factory) -> Path:
-    """A virtualenv on top of this environment (system site packages) with the example plugin pip-installed in
-    editable mode, as a user would: ``pip install -e examples/rspo_loo``. Returns its python."""
-    root = tmp_path_factory.mktemp("example-venv")
-    venv.EnvBuilder(system_site_packages=True, with_pip=False).create(root)
-    python = root / "bin" / "python"
-    proc = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps",
-                           "--no-build-isolation", "--no-index", "-q", "-e", str(EXAMPLE)],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return python
+def example_venv(tmp_path_factory, make_user_venv) -> Path:
+    """A virtualenv on top of this environment with the example plugin pip-installed in editable mode, as a user
+    would: ``pip install -e examples/rspo_loo`` (tests/conftest.py). Returns its python."""
+    return make_user_venv(tmp_path_factory.mktemp("example-venv") / "venv", EXAMPLE)
 
 
 def test_an_installed_plugin_registers_through_its_entry_point(example_venv, tmp_path):

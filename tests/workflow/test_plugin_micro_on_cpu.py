@@ -13,8 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
-import venv
 from pathlib import Path
 
 import pytest
@@ -27,17 +25,13 @@ TARGETS = ("results/tables/claims.csv", "results/tables/paired.csv", "results/fi
 
 
 @pytest.fixture(scope="module")
-def user_env(tmp_path_factory):
+def user_env(tmp_path_factory, make_user_venv):
     """(environment of an activated virtualenv holding an editable install of a copy of the example, the copy)."""
     root = tmp_path_factory.mktemp("plugin-user")
     package = root / "rspo_loo"
     shutil.copytree(EXAMPLE, package, ignore=shutil.ignore_patterns("*.egg-info", "__pycache__", "build"))
     env_dir = root / "venv"
-    venv.EnvBuilder(system_site_packages=True, with_pip=False).create(env_dir)
-    proc = subprocess.run([sys.executable, "-m", "pip", "--python", str(env_dir / "bin" / "python"), "install", "-q",
-                           "--no-deps", "--no-build-isolation", "--no-index", "-e", str(package)],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    make_user_venv(env_dir, package)
     env = {**os.environ, "PATH": f"{env_dir / 'bin'}{os.pathsep}{os.environ['PATH']}", "VIRTUAL_ENV": str(env_dir)}
     env.pop("RSPO_BENCH_PLUGINS", None)
     return env, package
