@@ -160,6 +160,7 @@ def check_settings(a: argparse.Namespace) -> dict:
     """Check every setting except the paths; return the estimator hyperparameters. ValueError on bad input."""
     from rspo_core.prompts import TEMPLATES
     from rspo_patch.estimators import check_estimator_args, load_plugins
+    from rspo_patch.estimators.plugins import check_source
 
     load_plugins(getattr(a, "plugin", None) or [])  # PluginError (a ValueError): one line naming the plugin
     if a.template not in TEMPLATES:
@@ -188,19 +189,8 @@ def check_settings(a: argparse.Namespace) -> dict:
         raise ValueError(f"--grade-timeout must be a positive number of seconds, got {a.grade_timeout}")
     hp = parse_hp(a.estimator_hp)
     check_estimator_args(a.estimator, n=a.n, k=a.k, binary_rewards=(a.reward == "pass"), k_schedule=a.k_schedule, **hp)
-    check_estimator_source(a.estimator, a.estimator_source)
+    check_source(a.estimator, a.estimator_source, "--estimator-source")
     return hp
-
-
-def check_estimator_source(name: str, expected: str | None) -> None:
-    """ValueError if ``expected`` is given and the loaded estimator's source digest (plugins: source_sha256) differs."""
-    from rspo_patch.estimators import get_estimator
-
-    actual = get_estimator(name).source_sha256
-    if expected is not None and expected != (actual or ""):
-        raise ValueError(f"--estimator-source {expected[:12]}...: estimator {name!r} ({get_estimator(name).origin}) "
-                         f"now has source {str(actual)[:12]}...; the plugin changed after the job was planned: rerun "
-                         f"the workflow")
 
 
 def run_config(a: argparse.Namespace, hp: dict) -> dict:

@@ -37,7 +37,7 @@ ENTRY_POINT_GROUP = "rspo_bench.estimators"
 PLUGINS_ENV = "RSPO_BENCH_PLUGINS"
 
 __all__ = ["ENTRY_POINT_GROUP", "PLUGINS_ENV", "Plugin", "PluginError", "load_plugin", "load_plugins",
-           "load_entry_points", "plugin_of", "exported", "import_dirs", "source_digest"]
+           "load_entry_points", "plugin_of", "exported", "import_dirs", "source_digest", "check_source"]
 
 
 class PluginError(ValueError):
@@ -158,10 +158,26 @@ def _load_path(spec: str, base_dir: Path) -> Plugin:
         raise
     except Exception as exc:  # noqa: BLE001 - a plugin may raise anything; one line names it
         sys.modules.pop(mod_name, None)
-        for n in set(ESTIMATORS) - before:  # a half-imported plugin leaves nothing registered
-            del ESTIMATORS[n]
+        _forget(before)
         raise PluginError(f"plugin {spec}: {_problem(exc)}{_where(exc, [path])}") from None
     return _attribute(spec, target, before, (mod_name,), [str(path)], None)
+
+
+def _forget(before: set[str]) -> None:
+    """Unregister every name added since ``before``: a half-imported plugin leaves nothing registered."""
+    for n in set(ESTIMATORS) - before:
+        del ESTIMATORS[n]
+
+
+def check_source(name: str, expected: str | None, flag: str) -> None:
+    """ValueError naming ``flag`` if ``expected`` (the workflow's digest of a plugin's source, given as ``flag``) is
+    set and estimator ``name``'s loaded source digest differs: the plugin changed after the job was planned. Both
+    trainers call it before any model is loaded."""
+    spec = ESTIMATORS[name]
+    if expected is not None and expected != (spec.source_sha256 or ""):
+        raise ValueError(f"{flag} {expected[:12]}...: estimator {name!r} ({spec.origin}) now has source "
+                         f"{str(spec.source_sha256)[:12]}...; the plugin changed after the job was planned: rerun "
+                         f"the workflow")
 
 
 def _imported_as(path: Path):
@@ -192,8 +208,7 @@ def _load_module(spec: str, label: str | None = None, attr: str | None = None) -
             if callable(obj):
                 obj()
     except Exception as exc:  # noqa: BLE001
-        for n in set(ESTIMATORS) - before:
-            del ESTIMATORS[n]
+        _forget(before)
         if isinstance(exc, ModuleNotFoundError) and exc.name and spec.startswith(exc.name):
             raise PluginError(f"plugin {label}: no module named {exc.name!r} (not installed and not on sys.path; "
                               f"a file is given as a path ending in .py)") from None

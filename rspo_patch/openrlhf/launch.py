@@ -216,6 +216,7 @@ def finalize_args(ns: argparse.Namespace, environ=None) -> argparse.Namespace:
     --rspo.schedule_steps, --rspo.* flags with a built-in estimator. Renders --rspo.template (``apply_template``).
     """
     from rspo_patch.estimators import check_estimator_args, get_estimator
+    from rspo_patch.estimators.plugins import check_source
     from rspo_patch.openrlhf.experience import is_registry_estimator, parse_hyperparameters
 
     apply_template(ns)
@@ -251,12 +252,8 @@ def finalize_args(ns: argparse.Namespace, environ=None) -> argparse.Namespace:
     if spec.uses_k and k > n:
         raise ValueError(f"--rspo.k {k} exceeds --rollout.n_samples_per_prompt {n}: k responses are drawn from n")
     hp = parse_hyperparameters(_get(ns, "rspo.hp"))
-    expected, actual = _get(ns, "rspo.estimator_source"), spec.source_sha256
-    if expected is not None and expected != (actual or ""):
-        raise ValueError(f"--rspo.estimator_source {expected[:12]}...: estimator {name!r} ({spec.origin}) now has "
-                         f"source {str(actual)[:12]}...; the plugin changed after the job was planned: rerun the "
-                         f"workflow")
-    setattr(ns, "rspo.estimator_source", actual)  # None for a built-in; fingerprinted only when set (ckpt.py)
+    check_source(name, _get(ns, "rspo.estimator_source"), "--rspo.estimator_source")
+    setattr(ns, "rspo.estimator_source", spec.source_sha256)  # None for a built-in; fingerprinted only when set (ckpt.py)
     schedule = _get(ns, "rspo.k_schedule", "constant")
     check_estimator_args(name, n=n, k=k, binary_rewards=infer_binary_rewards(ns, environ), k_schedule=schedule, **hp)
     steps = _get(ns, "rspo.schedule_steps")
